@@ -1,0 +1,47 @@
+"""The evaluation/training sequence: frame paths and annotations, never images."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One video of a benchmark.
+
+    frame_paths: N paths, frame 0 first. gt_xywh: (N, 4) float64, 0-based pixels; rows the benchmark leaves
+    unannotated (absent target, test-set frames after the first) are NaN. visible: (N,) bool, the target is
+    annotated and in view (occlusion/out-of-view flags where the benchmark has them). object_class and language are
+    None where the benchmark has none. meta holds benchmark-specific extras (e.g. GOT-10k cover labels, resolution).
+    """
+
+    name: str
+    dataset: str
+    frame_paths: tuple[Path, ...]
+    gt_xywh: np.ndarray
+    visible: np.ndarray
+    object_class: str | None = None
+    language: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame_paths)
+
+    @property
+    def init_box_xywh(self) -> np.ndarray:
+        return self.gt_xywh[0]
+
+
+def read_frame_rgb(path: str | Path) -> np.ndarray:
+    """Read one frame as (H, W, 3) uint8 RGB; a missing or unreadable file raises ``FileNotFoundError``/``OSError``
+    naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: frame file is missing")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: frame cannot be decoded (corrupt or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
