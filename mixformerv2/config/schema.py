@@ -54,6 +54,7 @@ class DataConfig:
     gray_prob: float = 0.05
     flip_prob: float = 0.5
     brightness_jitter: float = 0.2
+    crop_flip_prob: float = 0.5  # independent horizontal flip of each crop (official quirk); 0 disables
     positive_prob: float = 0.5  # score training: probability of a positive search frame
     num_workers: int = 8
     roots: dict[str, str] = field(default_factory=dict)  # dataset name -> root directory override

@@ -1,0 +1,93 @@
+"""Transformer building blocks with mixed asymmetric attention.
+
+Token layout everywhere: ``[templates | search (+ prediction tokens)]``. Template queries attend only to template
+keys; search and prediction-token queries attend to every token. Because the template path never reads the
+search tokens, the templates' keys and values can be computed once and cached (``KVCache``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import nn
+
+KV = tuple[torch.Tensor, torch.Tensor]
+
+
+class MixedAttention(nn.Module):
+    """Multi-head attention where the first ``num_template`` tokens see only themselves.
+
+    Args:
+        dim: token width C.
+        num_heads: number of heads (head width C / num_heads; scale head_width^-0.5).
+        qkv_bias: bias on the fused qkv projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)  # each (B, heads, N, head_dim)
+
+    def _merge(self, out: torch.Tensor) -> torch.Tensor:
+        b, h, n, d = out.shape
+        return out.transpose(1, 2).reshape(b, n, h * d)
+
+    def forward(self, x: torch.Tensor, num_template: int) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C); tokens [0, num_template) are the templates."""
+        q, k, v = self._qkv(x)
+        t = num_template
+        out_t = F.scaled_dot_product_attention(q[:, :, :t], k[:, :, :t], v[:, :, :t])
+        out_s = F.scaled_dot_product_attention(q[:, :, t:], k, v)
+        return self.proj(self._merge(torch.cat([out_t, out_s], dim=2)))
+
+    def forward_template(self, x_t: torch.Tensor) -> tuple[torch.Tensor, KV]:
+        """Template tokens only: (B, Nt, C) -> output (B, Nt, C) and this layer's template (k, v)."""
+        q, k, v = self._qkv(x_t)
+        return self.proj(self._merge(F.scaled_dot_product_attention(q, k, v))), (k, v)
+
+    def forward_search(self, x_s: torch.Tensor, kv_t: KV) -> torch.Tensor:
+        """Search tokens attending to [cached template (k, v) ; own (k, v)]: (B, Ns, C) -> (B, Ns, C)."""
+        q, k, v = self._qkv(x_s)
+        k = torch.cat([kv_t[0], k], dim=2)
+        v = torch.cat([kv_t[1], v], dim=2)
+        return self.proj(self._merge(F.scaled_dot_product_attention(q, k, v)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; both residual branches can be scaled by ``scale`` (the layer-fade
+    "remove rate" of deep-to-shallow distillation: 1 = normal block, 0 = identity).
+
+    Args:
+        dim: token width. num_heads: attention heads. mlp_ratio: hidden width of the MLP / dim.
+        drop_path: stochastic-depth rate of both branches.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = MixedAttention(dim, num_heads)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: torch.Tensor, num_template: int, scale: float = 1.0) -> torch.Tensor:
+        x = x + scale * self.drop_path(self.attn(self.norm1(x), num_template))
+        return x + scale * self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward_template(self, x_t: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, KV]:
+        """Template tokens through the block; also returns the (k, v) the search tokens will attend to."""
+        attn, kv = self.attn.forward_template(self.norm1(x_t))
+        x_t = x_t + scale * self.drop_path(attn)
+        return x_t + scale * self.drop_path(self.mlp(self.norm2(x_t))), kv
+
+    def forward_search(self, x_s: torch.Tensor, kv_t: KV, scale: float = 1.0) -> torch.Tensor:
+        x_s = x_s + scale * self.drop_path(self.attn.forward_search(self.norm1(x_s), kv_t))
+        return x_s + scale * self.drop_path(self.mlp(self.norm2(x_s)))

@@ -1,0 +1,316 @@
+"""Run a tracker over benchmark sequences: timing, result files with provenance, resume, parallel workers.
+
+Layout of one run (``results_dir = <results>/<run>/<dataset>``):
+
+* ``<sequence>.txt``: one ``x,y,w,h`` row per frame (frame 0 = the initial box), comma-separated, 2 decimals, or
+  truncated integers with ``int_boxes`` (the official ``astype(int)``);
+* ``<sequence>_time.txt``: seconds per frame of the tracker call (frame 0 = ``initialize``), image reading excluded;
+* ``run.json``: resolved config, checkpoint SHA-256, code version and tracker settings.
+
+Every file is written atomically, the box file last, so a killed run leaves only complete sequences. A re-run of
+the same folder skips the complete sequences, but only when ``run.json`` matches; a different checkpoint, model or
+setting raises ``RunMismatchError`` instead of mixing results.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import Config, TestConfig, config_to_dict
+from ..data.sequence import Sequence, read_frame_rgb
+from ..utils.io import atomic_write_text, sha256_file
+from .tracker import build_tracker, default_device
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "run.json"
+# run.json entries that must agree before results are reused (the rest is provenance only).
+_MATCH_KEYS = ("checkpoint_sha256", "model", "settings")
+
+
+class RunMismatchError(RuntimeError):
+    """A results folder holds results of another checkpoint, model or tracker setting."""
+
+
+@dataclass
+class SequenceResult:
+    """Output of one sequence: boxes_xywh (N, 4) float64 frame pixels, times (N,) seconds, scores (N,) (NaN on
+    frame 0 and for a model without a score head)."""
+
+    boxes_xywh: np.ndarray
+    times: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class RunSummary:
+    """Which sequences were tracked now, skipped as already complete, or failed (name -> error message)."""
+
+    results_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ------------------------------------------------------------------------------------------------ one sequence
+def track_sequence(tracker, sequence: Sequence) -> SequenceResult:
+    """Run ``tracker`` over ``sequence``; frame 0 is initialised from ``sequence.init_box_xywh``.
+
+    Only the tracker calls are timed. A missing or corrupt frame raises naming the sequence and the file.
+    """
+    n = len(sequence)
+    boxes = np.zeros((n, 4), dtype=np.float64)
+    times = np.zeros(n, dtype=np.float64)
+    scores = np.full(n, np.nan, dtype=np.float64)
+    for i, path in enumerate(sequence.frame_paths):
+        try:
+            image = read_frame_rgb(path)
+        except OSError as err:  # FileNotFoundError included
+            raise OSError(f"sequence {sequence.name}: frame {i}: {err}") from err
+        start = time.perf_counter()
+        if i == 0:
+            tracker.initialize(image, sequence.init_box_xywh)
+            boxes[0] = sequence.init_box_xywh
+        else:
+            out = tracker.track(image)
+            boxes[i] = out.box_xywh
+            if out.score is not None:
+                scores[i] = out.score
+        times[i] = time.perf_counter() - start
+    return SequenceResult(boxes, times, scores)
+
+
+def format_boxes(boxes_xywh: np.ndarray, int_boxes: bool = False) -> str:
+    """(N, 4) boxes -> text, one comma-separated row per frame; ``int_boxes`` truncates toward zero."""
+    if int_boxes:
+        rows = np.trunc(boxes_xywh).astype(np.int64)
+        return "".join(",".join(str(v) for v in row) + "\n" for row in rows)
+    return "".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in boxes_xywh)
+
+
+def format_times(times: np.ndarray) -> str:
+    return "".join(f"{t:.6f}\n" for t in times)
+
+
+def result_paths(results_dir: Path, name: str) -> tuple[Path, Path]:
+    """(box file, time file) of one sequence."""
+    return results_dir / f"{name}.txt", results_dir / f"{name}_time.txt"
+
+
+def write_sequence_result(results_dir: Path, name: str, result: SequenceResult, int_boxes: bool = False) -> None:
+    """Write the time file, then the box file, each atomically (the box file marks the sequence complete)."""
+    box_path, time_path = result_paths(results_dir, name)
+    atomic_write_text(time_path, format_times(result.times))
+    atomic_write_text(box_path, format_boxes(result.boxes_xywh, int_boxes))
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def is_complete(results_dir: Path, sequence: Sequence) -> bool:
+    """True when both result files exist and hold one row per frame."""
+    box_path, time_path = result_paths(results_dir, sequence.name)
+    if not (box_path.is_file() and time_path.is_file()):
+        return False
+    n = len(sequence)
+    return _count_lines(box_path) == n and _count_lines(time_path) == n
+
+
+# --------------------------------------------------------------------------------------------------- manifest
+def code_version() -> dict:
+    """Package version and, when the package lives in a git checkout, its commit and whether it is dirty."""
+    try:
+        version = metadata.version("mixformerv2")
+    except metadata.PackageNotFoundError:
+        version = None
+    info = {"package": version, "git_commit": None, "git_dirty": None}
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        info.update(git_commit=commit, git_dirty=bool(dirty))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def run_settings(test_cfg: TestConfig, dataset: str, int_boxes: bool, cached: bool) -> dict:
+    """The tracker settings of a run (``test_cfg`` already specialised to ``dataset``)."""
+    settings = {k: v for k, v in asdict(test_cfg).items() if k != "datasets"}
+    settings.update(dataset=dataset, int_boxes=bool(int_boxes), cached=bool(cached))
+    return settings
+
+
+def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str, int_boxes: bool, cached: bool,
+                  checkpoint_sha256: str | None = None) -> dict:
+    """The ``run.json`` content of a run (``cfg`` the resolved config, not yet specialised to ``dataset``)."""
+    if checkpoint_sha256 is None:
+        checkpoint_sha256 = sha256_file(checkpoint) if checkpoint is not None else "none (random weights)"
+    resolved = config_to_dict(cfg)
+    return {
+        "dataset": dataset,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "checkpoint_sha256": checkpoint_sha256,
+        "model": resolved["model"],
+        "settings": run_settings(cfg.test.for_dataset(dataset), dataset, int_boxes, cached),
+        "code_version": code_version(),
+        "config": resolved,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (this run)")
+    return out
+
+
+def prepare_results_dir(results_dir: Path, manifest: dict) -> None:
+    """Create the folder and its ``run.json``, or check that the existing one matches ``manifest``.
+
+    Raises ``RunMismatchError`` listing the differing entries, and refuses a folder that holds result files
+    without a ``run.json`` (their origin is unknown).
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / MANIFEST
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diffs = _differences({k: old.get(k) for k in _MATCH_KEYS}, {k: manifest[k] for k in _MATCH_KEYS})
+        if diffs:
+            raise RunMismatchError(
+                f"{path}: these results were produced with a different checkpoint or settings; refusing to mix "
+                f"them (choose another --run name or delete the folder):\n  " + "\n  ".join(diffs))
+        if old.get("code_version") != manifest["code_version"]:
+            logger.warning("%s: resuming results of code version %s with code version %s", path,
+                           old.get("code_version"), manifest["code_version"])
+        return
+    if any(results_dir.glob("*.txt")):
+        raise RunMismatchError(f"{results_dir}: holds result files but no {MANIFEST}; refusing to add to results "
+                               "of unknown origin (choose another --run name or delete the folder)")
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+_worker_tracker = None
+
+
+def _init_worker(tracker_factory: Callable, threads: int) -> None:
+    global _worker_tracker
+    torch.set_num_threads(threads)
+    _worker_tracker = tracker_factory()
+
+
+def _run_one(task: tuple[Sequence, Path, bool]) -> tuple[str, str | None, int, float]:
+    """Track one sequence in a worker -> (name, error message or None, frames, tracker seconds)."""
+    sequence, results_dir, int_boxes = task
+    try:
+        result = track_sequence(_worker_tracker, sequence)
+        write_sequence_result(results_dir, sequence.name, result, int_boxes)
+    except Exception as err:  # a failing sequence must not stop the others; reported by run_sequences
+        logger.debug("sequence %s failed", sequence.name, exc_info=True)
+        return sequence.name, f"{type(err).__name__}: {err}", 0, 0.0
+    return sequence.name, None, len(sequence), float(result.times.sum())
+
+
+def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], results_dir: str | Path,
+                  manifest: dict, workers: int = 1, int_boxes: bool = False,
+                  progress: bool = True) -> RunSummary:
+    """Track every sequence not yet complete in ``results_dir``.
+
+    tracker_factory: picklable zero-argument callable returning a tracker (built once per worker).
+    workers: number of processes; ``<= 1`` runs in this process. Each spawned worker gets
+    ``cpu_count // workers`` torch threads.
+    """
+    results_dir = Path(results_dir)
+    prepare_results_dir(results_dir, manifest)
+    sequences = list(sequences)
+    summary = RunSummary(results_dir)
+    todo = []
+    for seq in sequences:
+        if is_complete(results_dir, seq):
+            summary.skipped.append(seq.name)
+        else:
+            todo.append(seq)
+    if summary.skipped:
+        logger.info("%s: %d of %d sequences already complete, skipped", results_dir, len(summary.skipped),
+                    len(sequences))
+    if not todo:
+        return summary
+    tasks = [(seq, results_dir, int_boxes) for seq in todo]
+    bar = tqdm(total=len(tasks), desc=results_dir.parent.name + "/" + results_dir.name, unit="seq",
+               disable=not progress)
+    if workers <= 1:
+        _init_worker(tracker_factory, torch.get_num_threads())
+        outcomes = map(_run_one, tasks)
+        _collect(outcomes, summary, bar)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = torch.multiprocessing.get_context("spawn")
+        with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
+                      initargs=(tracker_factory, threads)) as pool:
+            _collect(pool.imap_unordered(_run_one, tasks), summary, bar)
+    bar.close()
+    for name, message in summary.failed.items():
+        logger.error("sequence %s failed: %s", name, message)
+    return summary
+
+
+def _collect(outcomes, summary: RunSummary, bar) -> None:
+    for name, error, frames, seconds in outcomes:
+        if error is None:
+            summary.done.append(name)
+            fps = frames / seconds if seconds > 0 else float("nan")
+            logger.info("%s: %d frames, %.1f FPS", name, frames, fps)
+        else:
+            summary.failed[name] = error
+        bar.update(1)
+        bar.set_postfix(failed=len(summary.failed))
+
+
+# ------------------------------------------------------------------------------------------------- benchmark
+def settings_key(cfg: Config, dataset: str, split: str | None = None) -> str:
+    """The name under which a benchmark's settings and results live: ``<dataset>_<split>`` when the config has
+    settings for it (``got10k`` + ``test`` -> ``got10k_test``), else ``<dataset>``."""
+    if split and f"{dataset}_{split}".lower() in cfg.test.datasets:
+        return f"{dataset}_{split}".lower()
+    return dataset.lower()
+
+
+def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterable[Sequence], dataset: str,
+                  results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
+                  workers: int = 1, int_boxes: bool = False, cached: bool = True,
+                  progress: bool = True) -> RunSummary:
+    """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
+    ``<results_root>/<run_name>/<dataset>/``; each worker builds the tracker once with ``build_tracker``."""
+    device = device or default_device()
+    manifest = make_manifest(cfg, checkpoint, dataset, int_boxes, cached)
+    manifest["device"] = str(device)
+    factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached)
+    results_dir = Path(results_root) / run_name / dataset
+    return run_sequences(factory, sequences, results_dir, manifest, workers=workers, int_boxes=int_boxes,
+                         progress=progress)

@@ -1,0 +1,185 @@
+"""MixFormerV2 single-object tracker: ``initialize`` / ``track`` with the official online-template policy.
+
+The tracker reproduces ``lib/test/tracker/mixformer2_vit_online.py`` (official_spec §4.4-4.5):
+
+* frame 0: the template is a crop of factor ``template_factor`` around the initial box; the online template starts
+  as a copy of it;
+* every later frame: a search crop of factor ``search_factor`` around the previous box, one network step, the box
+  mapped back to the frame (``crop.box_from_crop``) and clipped (``boxes.clip_box_xywh``, margin ``clip_margin``);
+* online update: the best-scoring frame (sigmoid score above ``score_threshold`` and above the decayed maximum)
+  of each ``update_interval`` frames becomes the online template at the interval boundary; if no frame scored above
+  the threshold, the online template reverts to the INITIAL template. With ``online_size > 1`` the online templates
+  form a set filled up to ``online_size`` and then replaced round robin (the official code crashes there).
+
+The tracker does no file I/O, timing or drawing; see ``tracking/runner.py`` and ``tools/demo.py``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..boxes import check_box_xywh, clip_box_xywh, xyxy_to_cxcywh
+from ..config import Config, TestConfig
+from ..crop import Crop, box_from_crop, crop_square_xywh
+from ..imaging import normalize_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackOutput:
+    """Result of one ``track`` call.
+
+    box_xywh: [x, y, w, h] in frame pixels (clipped to the frame); score: sigmoid confidence in [0, 1], or None for
+    a model without a score head.
+    """
+
+    box_xywh: list[float]
+    score: float | None
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is available, else ``"cpu"`` (the default of every ``--device`` flag)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class MixFormerV2Tracker:
+    """Online MixFormerV2 tracker.
+
+    Args:
+        model: a MixFormerV2 network with ``forward(template, online_template, search)``, ``encode_templates`` and
+            ``forward_search`` returning an object with ``box_xyxy_norm (B, 4)`` and ``score_logit (B,)`` or None.
+        test_cfg: tracker settings, already specialised to the benchmark (``cfg.test.for_dataset(name)``).
+        template_size: template crop side in pixels (the network's template input).
+        search_size: search crop side in pixels (the network's search input).
+        device: where the network runs; the model is moved there.
+        cached: encode the templates once per online-template change (``encode_templates``/``forward_search``)
+            instead of running the full forward every frame; both give the same boxes up to float rounding.
+    """
+
+    def __init__(self, model: nn.Module, test_cfg: TestConfig, template_size: int, search_size: int,
+                 device: torch.device | str = "cpu", cached: bool = True):
+        if test_cfg.online_size < 1:
+            raise ValueError(f"online_size must be >= 1, got {test_cfg.online_size}")
+        if test_cfg.update_interval < 1:
+            raise ValueError(f"update_interval must be >= 1, got {test_cfg.update_interval}")
+        self.cfg = test_cfg
+        self.template_size = int(template_size)
+        self.search_size = int(search_size)
+        self.device = torch.device(device)
+        self.cached = cached
+        self.model = model.to(self.device).eval()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.frame_id = 0
+        self.state_xywh: list[float] | None = None
+        self.template: torch.Tensor | None = None  # (1, 3, Hz, Wz), the initial template, never changes
+        self.online_templates: list[torch.Tensor] = []  # each (1, 3, Hz, Wz)
+        self.online_max_template: torch.Tensor | None = None
+        self.max_pred_score = -1.0
+        self.online_forget_id = 0
+        self._cache = None
+        self.num_template_encodings = 0  # how often the templates were (re-)encoded; a diagnostic
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def _crop(self, image_rgb: np.ndarray, box_xywh, factor: float, size: int) -> tuple[torch.Tensor, Crop]:
+        """Square crop around ``box_xywh`` -> ((1, 3, size, size) normalised tensor on ``device``, Crop)."""
+        crop = crop_square_xywh(image_rgb, box_xywh, factor, size)
+        return normalize_image(crop.image, device=self.device).unsqueeze(0), crop
+
+    def _online_input(self) -> torch.Tensor:
+        """The online template(s) as the network expects them.
+
+        (1, 3, Hz, Wz) for one online template; for ``online_size > 1`` the set concatenated along the batch
+        axis, (k, 3, Hz, Wz), as the official ``set_online`` takes them (flattened into one token sequence).
+        """
+        if len(self.online_templates) == 1:
+            return self.online_templates[0]
+        return torch.cat(self.online_templates, dim=0)
+
+    def _encode(self) -> None:
+        if self.cached:
+            self._cache = self.model.encode_templates(self.template, self._online_input())
+        self.num_template_encodings += 1
+
+    def _network(self, search: torch.Tensor):
+        if self.cached:
+            return self.model.forward_search(self._cache, search)
+        return self.model(self.template, self._online_input(), search)
+
+    # ------------------------------------------------------------------------------------------------- API
+    @torch.inference_mode()
+    def initialize(self, image_rgb: np.ndarray, box_xywh) -> None:
+        """Start a sequence. image_rgb: (H, W, 3) uint8 RGB; box_xywh: the target in frame pixels."""
+        check_box_xywh(box_xywh, "initial box")
+        self._reset_state()
+        self.template, _ = self._crop(image_rgb, box_xywh, self.cfg.template_factor, self.template_size)
+        self.online_templates = [self.template]
+        self.online_max_template = self.template
+        self.state_xywh = [float(v) for v in box_xywh]
+        self._encode()
+
+    @torch.inference_mode()
+    def track(self, image_rgb: np.ndarray) -> TrackOutput:
+        """Track the target into the next frame. image_rgb: (H, W, 3) uint8 RGB."""
+        if self.state_xywh is None:
+            raise RuntimeError("track() called before initialize()")
+        self.frame_id += 1
+        height, width = image_rgb.shape[:2]
+        search, crop = self._crop(image_rgb, self.state_xywh, self.cfg.search_factor, self.search_size)
+        out = self._network(search)
+        box_cxcywh_norm = xyxy_to_cxcywh(out.box_xyxy_norm[0].float()).tolist()
+        box = box_from_crop(box_cxcywh_norm, self.state_xywh, crop.resize_factor, self.search_size)
+        self.state_xywh = clip_box_xywh(box, height, width, margin=self.cfg.clip_margin)
+        score = None if out.score_logit is None else float(torch.sigmoid(out.score_logit[0].float()))
+        if score is not None:
+            self._update_online(image_rgb, score)
+        return TrackOutput(box_xywh=list(self.state_xywh), score=score)
+
+    def _update_online(self, image_rgb: np.ndarray, score: float) -> None:
+        """Official online-template rule (§4.4 steps 3-5), with a working ``online_size > 1``."""
+        self.max_pred_score *= self.cfg.max_score_decay
+        if score > self.cfg.score_threshold and score > self.max_pred_score:
+            self.online_max_template, _ = self._crop(image_rgb, self.state_xywh, self.cfg.template_factor,
+                                                     self.template_size)
+            self.max_pred_score = score
+        if self.frame_id % self.cfg.update_interval != 0:
+            return
+        previous = list(self.online_templates)
+        if self.cfg.online_size == 1:
+            self.online_templates = [self.online_max_template]
+        elif len(self.online_templates) < self.cfg.online_size:
+            self.online_templates.append(self.online_max_template)
+        else:
+            self.online_templates[self.online_forget_id] = self.online_max_template
+            self.online_forget_id = (self.online_forget_id + 1) % self.cfg.online_size
+        self.max_pred_score = -1.0
+        self.online_max_template = self.template
+        changed = len(previous) != len(self.online_templates) or any(
+            a is not b for a, b in zip(previous, self.online_templates))
+        if changed:
+            self._encode()
+
+
+def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.device | str | None = None,
+                  dataset: str | None = None, cached: bool = True) -> MixFormerV2Tracker:
+    """Build the network from ``cfg.model``, load ``checkpoint`` strictly and wrap it in a tracker.
+
+    ``dataset`` selects the per-benchmark settings of ``cfg.test`` (search factor, update interval, online size).
+    ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only).
+    """
+    from ..models import build_model, load_checkpoint
+
+    model = build_model(cfg.model)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    else:
+        logger.warning("no checkpoint given: tracking with randomly initialised weights")
+    return MixFormerV2Tracker(model, cfg.test.for_dataset(dataset), cfg.model.template_size,
+                              cfg.model.search_size, device=device or default_device(), cached=cached)
