@@ -52,7 +52,7 @@ def _deep_update(into: dict, new: dict) -> None:
 
 
 def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
-    """Check ``value`` against a type annotation and convert it (int -> float allowed, nothing else)."""
+    """Check ``value`` against a type annotation and convert it (int or numeric string -> float; nothing else)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -74,6 +74,11 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
         return {str(k): _convert(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, float, str, bool) and (type(value) is not annotation):
         raise ConfigError(f"{source}: {key}: expected {annotation.__name__}, got {value!r}")
     return value

@@ -1,0 +1,157 @@
+"""Model structure, golden parity, the cached path, layer removal and checkpoint handling."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixformerv2.config import ModelConfig, load_config
+from mixformerv2.models import (CheckpointError, build_model, init_from_pretrained, load_checkpoint,
+                                remove_layers, save_checkpoint)
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYOUTS = ROOT / "tests" / "data" / "checkpoint_layout"
+TINY = dict(embed_dim=64, num_heads=4, template_size=32, search_size=64, num_bins=16, score_head=True)
+
+
+def read_layout(name: str) -> dict[str, tuple[int, ...]]:
+    rows = {}
+    for line in (LAYOUTS / name).read_text().splitlines():
+        key, shape = line.split("\t")
+        rows[key] = tuple(int(v) for v in shape.strip("()").split(",") if v.strip())
+    return rows
+
+
+def tiny_inputs(batch=2, seed=0, cfg=None):
+    cfg = cfg or ModelConfig(**TINY)
+    g = torch.Generator().manual_seed(seed)
+    t, s = cfg.template_size, cfg.search_size
+    return (torch.randn(batch, 3, t, t, generator=g), torch.randn(batch, 3, t, t, generator=g),
+            torch.randn(batch, 3, s, s, generator=g))
+
+
+def test_golden_parity_tool_passes():
+    files = sorted(str(p) for p in (ROOT / "tests" / "data" / "golden").glob("*.pt"))
+    assert len(files) == 4
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), *files, "--fast-path"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fast_path.pred_boxes" in result.stdout and "crop[17].image" in result.stdout
+
+
+@pytest.mark.parametrize("config, layout", [
+    ("mixformerv2_b.yaml", "mixformerv2_base.tsv"),
+    ("mixformerv2_s.yaml", "mixformerv2_small.tsv"),
+    ("mixvit_b_teacher.yaml", "mixvit_base_teacher.tsv"),
+])
+def test_state_dict_layout_matches_release(config, layout):
+    model = build_model(load_config(ROOT / "configs" / config).model)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == read_layout(layout)
+
+
+def test_official_format_checkpoint_round_trip(tmp_path):
+    model = build_model(ModelConfig(depth=2, **TINY)).eval()
+    path = tmp_path / "model.pth.tar"
+    save_checkpoint(model, path, epoch=3)
+    assert set(torch.load(path, weights_only=True)) >= {"net", "epoch", "net_type"}
+    fresh = build_model(ModelConfig(depth=2, **TINY)).eval()
+    load_checkpoint(fresh, path)
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        assert torch.equal(model(*inputs).box_xyxy_norm, fresh(*inputs).box_xyxy_norm)
+
+
+class ForeignSettings:
+    """Stands for the official code base's pickled ``settings`` object."""
+
+
+def test_checkpoint_with_foreign_pickled_objects_loads(tmp_path, monkeypatch):
+    import types
+    module = types.ModuleType("lib_train_admin_settings")
+    ForeignSettings.__module__ = module.__name__
+    module.ForeignSettings = ForeignSettings
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    model = build_model(ModelConfig(depth=1, **TINY))
+    path = tmp_path / "official.pth.tar"
+    torch.save({"net": model.state_dict(), "settings": ForeignSettings(), "epoch": 7}, path)
+    monkeypatch.delitem(sys.modules, module.__name__)
+    ckpt = load_checkpoint(build_model(ModelConfig(depth=1, **TINY)), path)
+    assert ckpt["epoch"] == 7
+
+
+@pytest.mark.parametrize("online", ["one", "two"])
+def test_cached_path_equals_full_forward(online):
+    cfg = ModelConfig(depth=3, **TINY)
+    model = build_model(cfg).eval()
+    template, online_template, search = tiny_inputs(cfg=cfg)
+    online_templates = [online_template] if online == "one" else [online_template, online_template.flip(-1)]
+    with torch.no_grad():
+        full = model(template, online_templates, search)
+        cached = model.forward_search(model.encode_templates(template, online_templates), search)
+    assert (full.box_xyxy_norm - cached.box_xyxy_norm).abs().max() <= 1e-5
+    assert (full.score_logit - cached.score_logit).abs().max() <= 1e-5
+
+
+def test_removing_faded_layers_equals_faded_model():
+    removed = [0, 3, 6, 9]
+    big = build_model(ModelConfig(depth=12, **TINY)).eval()
+    scales = [0.0 if i in removed else 1.0 for i in range(12)]
+    small = build_model(ModelConfig(depth=8, **TINY)).eval()
+    small.load_state_dict(remove_layers(big.state_dict(), removed), strict=True)
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        faded, shallow = big(*inputs, block_scales=scales), small(*inputs)
+    assert torch.allclose(faded.box_xyxy_norm, shallow.box_xyxy_norm, atol=1e-6)
+    assert torch.allclose(faded.score_logit, shallow.score_logit, atol=1e-6)
+    # the kept blocks are renumbered in order: old 1 -> new 0, old 11 -> new 7
+    assert torch.equal(small.backbone.blocks[0].attn.qkv.weight, big.backbone.blocks[1].attn.qkv.weight)
+    assert torch.equal(small.backbone.blocks[7].mlp.fc2.bias, big.backbone.blocks[11].mlp.fc2.bias)
+
+
+def test_remove_layers_rejects_missing_layer():
+    sd = build_model(ModelConfig(depth=2, **TINY)).state_dict()
+    with pytest.raises(ValueError, match=r"cannot remove layers \[5\]"):
+        remove_layers(sd, [5])
+
+
+def test_wrong_layout_checkpoint_names_file_model_and_keys(tmp_path):
+    path = tmp_path / "deep.pth.tar"
+    save_checkpoint(build_model(ModelConfig(depth=3, **TINY)), path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(build_model(ModelConfig(depth=2, **TINY)), path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(path) in message and "mixformerv2(depth=2" in message
+    assert "model.depth: config says 2, checkpoint has 3" in message
+    assert "unexpected: backbone.blocks.2." in message
+
+
+def test_truncated_checkpoint_names_file(tmp_path):
+    path = tmp_path / "cut.pth.tar"
+    save_checkpoint(build_model(ModelConfig(depth=1, **TINY)), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"cut\.pth\.tar: not a readable checkpoint"):
+        load_checkpoint(build_model(ModelConfig(depth=1, **TINY)), path)
+
+
+def test_wrong_input_size_is_named():
+    model = build_model(ModelConfig(depth=1, **TINY))
+    template, online, _ = tiny_inputs()
+    with pytest.raises(ValueError, match=r"search: expected a \(B, 3, 64, 64\) image tensor, got \(2, 3, 48, 48\)"):
+        model(template, online, torch.zeros(2, 3, 48, 48))
+
+
+def test_mae_initialisation_reports_what_was_skipped(tmp_path):
+    donor = build_model(ModelConfig(depth=2, **TINY))
+    mae = {k.removeprefix("backbone."): v for k, v in donor.state_dict().items()
+           if k.startswith("backbone.blocks.") or k.startswith("backbone.patch_embed.")}
+    mae.update({"cls_token": torch.zeros(1, 1, 64), "pos_embed": torch.zeros(1, 197, 64),
+                "norm.weight": torch.ones(64), "norm.bias": torch.zeros(64)})
+    torch.save({"model": mae}, tmp_path / "mae.pth")
+    student = build_model(ModelConfig(depth=2, **TINY))
+    report = init_from_pretrained(student, tmp_path / "mae.pth")
+    assert torch.equal(student.backbone.blocks[1].mlp.fc1.weight, donor.backbone.blocks[1].mlp.fc1.weight)
+    assert {"backbone.cls_token", "backbone.pos_embed", "backbone.norm.weight"} <= set(report.skipped)
+    assert "backbone.reg_tokens" in report.not_initialised and "box_head.layers.0.0.weight" in report.not_initialised
