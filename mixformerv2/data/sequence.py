@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence as Sequence_
 
 import cv2
 import numpy as np
@@ -12,15 +13,17 @@ import numpy as np
 class Sequence:
     """One video of a benchmark.
 
-    frame_paths: N paths, frame 0 first. gt_xywh: (N, 4) float64, 0-based pixels; rows the benchmark leaves
-    unannotated (absent target, test-set frames after the first) are NaN. visible: (N,) bool, the target is
+    frame_paths: N paths, frame 0 first (a list-like; readers may build the paths lazily). gt_xywh: (N, 4) float64
+    pixels exactly as the benchmark's files store them (LaSOT, OTB and UAV123 files are 1-based; no shift is applied,
+    as in the official toolkits and trackers, so that metrics agree with theirs); rows the benchmark leaves
+    unannotated (test-set frames after the first, NaN rows) are NaN. visible: (N,) bool, the target is
     annotated and in view (occlusion/out-of-view flags where the benchmark has them). object_class and language are
     None where the benchmark has none. meta holds benchmark-specific extras (e.g. GOT-10k cover labels, resolution).
     """
 
     name: str
     dataset: str
-    frame_paths: tuple[Path, ...]
+    frame_paths: Sequence_[Path]
     gt_xywh: np.ndarray
     visible: np.ndarray
     object_class: str | None = None

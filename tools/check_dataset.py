@@ -1,0 +1,38 @@
+"""Verify a benchmark copy on disk: missing sequences and frames, unreadable frames, bad ground-truth rows and length
+mismatches. Prints a summary; exit status 1 when anything is wrong, 0 otherwise.
+
+    python tools/check_dataset.py --dataset lasot --root /data/lasot [--check-images]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from mixformerv2.data.check import check_dataset
+from mixformerv2.data.registry import get_dataset, list_datasets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, choices=list_datasets(), help="registered dataset name")
+    parser.add_argument("--root", help="dataset root (default: $MIXFORMERV2_<NAME>_ROOT, paths.yaml, data/<name>)")
+    parser.add_argument("--split", help="split, for datasets that have several (lasot, tnl2k, coco)")
+    parser.add_argument("--check-images", action="store_true", help="decode every frame (default: check existence)")
+    parser.add_argument("--examples", type=int, default=5, help="problems shown per kind")
+    parser.add_argument("--verbose", action="store_true", help="log every problem as it is found")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        reader = get_dataset(args.dataset, root=args.root, split=args.split)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"{args.dataset}: {error}")
+        return 1
+    report = check_dataset(reader, check_images=args.check_images, progress=sys.stderr.isatty())
+    print(report.summary(max_examples=args.examples))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
