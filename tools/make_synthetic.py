@@ -2,7 +2,7 @@
 
     python tools/make_synthetic.py --out data/synthetic --preset quickstart --seed 0 --workers 2
 
-writes ``<out>/lasot/...`` and ``<out>/got10k/...`` (see ``mixformerv2.data.synthetic`` for the exact layout).
+writes ``<out>/lasot/...`` and ``<out>/got10k/...`` (see the ``mixformerv2.data.synthetic`` package docstring for the exact layout).
 """
 from __future__ import annotations
 
