@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import Config
 from ..crop import box_to_crop_norm, crop_square_xywh
 from ..imaging import normalize_image
+from .registry import get_dataset
 from .sampling import (FrameRef, FrameSampler, InvalidSample, SequenceSource, TripletSample, center_box_xywh,
                        rank_indices, sample_generator)
 from .sequence import read_frame_rgb
@@ -143,8 +144,16 @@ class TripletProcessing:
         if rng.random() < self.crop_flip_prob:
             pixels = cv2.flip(pixels, 1)
             box_norm = np.array([1.0 - box_norm[0] - box_norm[2], box_norm[1], box_norm[2], box_norm[3]])
-        scaled = np.minimum(pixels.astype(np.float32) * np.float32(brightness), np.float32(255.0))
-        return normalize_image(scaled, self.mean, self.std).contiguous(), box_norm
+        return normalize_image(_brightness_hwc(pixels, brightness), self.mean, self.std), box_norm
+
+
+def _brightness_hwc(pixels: np.ndarray, factor: float) -> np.ndarray:
+    """(S, S, 3) uint8 -> ``min(pixels * factor, 255)`` float32, as an HWC view of a channel-first buffer so that
+    ``normalize_image`` works on (and returns) contiguous (3, S, S) memory."""
+    chw = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    np.multiply(pixels.transpose(2, 0, 1), np.float32(factor), out=chw)
+    np.minimum(chw, np.float32(255.0), out=chw)
+    return chw.transpose(1, 2, 0)
 
 
 def _joint_transform(image: np.ndarray, gray: bool, flip: bool) -> np.ndarray:
@@ -229,6 +238,11 @@ def _sample_info(sample: TripletSample, index: int) -> dict:
         "search_dataset": sample.search.dataset,
         "search_sequence": sample.search.sequence.name,
     }
+
+
+def load_train_datasets(cfg: Config) -> dict[str, SequenceSource]:
+    """Readers of ``cfg.data.train_datasets`` (registry names), rooted at ``cfg.data.roots[name]`` when given."""
+    return {name: get_dataset(name, root=cfg.data.roots.get(name)) for name in cfg.data.train_datasets}
 
 
 def build_sampler(cfg: Config, datasets: Mapping[str, SequenceSource]) -> FrameSampler:
