@@ -4,7 +4,8 @@
         --dataset lasot --root data/lasot --workers 2
 
 Results go to ``<results>/<run>/<dataset>/`` (boxes, per-frame times, run.json); a re-run resumes, and refuses a
-folder made with another checkpoint or other settings. Exit status 1 when any sequence failed.
+folder made with another checkpoint or other settings. Exit status: 0 done, 1 some sequences failed (each is
+named with its error; the others finish), 2 bad config, dataset or a results folder of another run.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mixformerv2.config import ConfigError, load_config
 from mixformerv2.tracking.runner import RunMismatchError, run_benchmark, settings_key
@@ -62,15 +65,21 @@ def main(argv=None) -> int:
         logger.error("%s", err)
         return 2
     key = settings_key(cfg, args.dataset, args.split)
-    sequences = load_sequences(args.dataset, args.root, args.split, args.sequences)
+    folder = f"{args.dataset}_{args.split}".lower() if args.split else key
+    try:
+        sequences = load_sequences(args.dataset, args.root, args.split, args.sequences)
+    except (OSError, ValueError, KeyError) as err:
+        logger.error("%s", err)
+        return 2
     settings = cfg.test.for_dataset(key)
     logger.info("%s: %d sequences, search factor %.2f, update interval %d, online size %d, device %s", key,
                 len(sequences), settings.search_factor, settings.update_interval, settings.online_size, args.device)
     try:
-        summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
-                                run_name=args.run or Path(args.config).stem, device=args.device,
-                                workers=args.workers, int_boxes=args.int_boxes, cached=not args.no_cache,
-                                progress=not args.no_progress)
+        with logging_redirect_tqdm():
+            summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
+                                    run_name=args.run or Path(args.config).stem, device=args.device,
+                                    workers=args.workers, int_boxes=args.int_boxes, cached=not args.no_cache,
+                                    progress=not args.no_progress, folder=folder)
     except RunMismatchError as err:
         logger.error("%s", err)
         return 2

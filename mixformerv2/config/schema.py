@@ -34,7 +34,8 @@ class ModelConfig:
 class DataConfig:
     """Training data: dataset mixture, frame sampling and crop jitter (official_spec §3.7-3.9)."""
 
-    train_datasets: list[str] = field(default_factory=lambda: ["got10k_vottrain", "lasot_train", "coco", "trackingnet_train"])
+    train_datasets: list[str] = field(
+        default_factory=lambda: ["got10k_vottrain", "lasot_train", "coco", "trackingnet_train"])
     train_ratios: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     val_datasets: list[str] = field(default_factory=lambda: ["got10k_votval"])
     val_ratios: list[float] = field(default_factory=lambda: [1.0])

@@ -226,10 +226,15 @@ def _init_worker(tracker_factory: Callable, threads: int) -> None:
 
 
 def _run_one(task: tuple[Sequence, Path, bool]) -> tuple[str, str | None, int, float]:
-    """Track one sequence in a worker -> (name, error message or None, frames, tracker seconds)."""
+    """Worker entry point: track one sequence with this worker's tracker."""
+    return _track_and_write(_worker_tracker, task)
+
+
+def _track_and_write(tracker, task: tuple[Sequence, Path, bool]) -> tuple[str, str | None, int, float]:
+    """Track one sequence and write its files -> (name, error message or None, frames, tracker seconds)."""
     sequence, results_dir, int_boxes = task
     try:
-        result = track_sequence(_worker_tracker, sequence)
+        result = track_sequence(tracker, sequence)
         write_sequence_result(results_dir, sequence.name, result, int_boxes)
     except Exception as err:  # a failing sequence must not stop the others; reported by run_sequences
         logger.debug("sequence %s failed", sequence.name, exc_info=True)
@@ -244,7 +249,7 @@ def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], resu
 
     tracker_factory: picklable zero-argument callable returning a tracker (built once per worker).
     workers: number of processes; ``<= 1`` runs in this process. Each spawned worker gets
-    ``cpu_count // workers`` torch threads.
+    ``cpu_count // processes`` torch threads.
     """
     results_dir = Path(results_dir)
     prepare_results_dir(results_dir, manifest)
@@ -265,19 +270,24 @@ def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], resu
     bar = tqdm(total=len(tasks), desc=results_dir.parent.name + "/" + results_dir.name, unit="seq",
                disable=not progress)
     if workers <= 1:
-        _init_worker(tracker_factory, torch.get_num_threads())
-        outcomes = map(_run_one, tasks)
-        _collect(outcomes, summary, bar)
+        _collect(map(partial(_track_and_write, tracker_factory()), tasks), summary, bar)
     else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        processes = min(workers, len(tasks))
+        threads = max(1, _available_cpus() // processes)
         ctx = torch.multiprocessing.get_context("spawn")
-        with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                      initargs=(tracker_factory, threads)) as pool:
+        with ctx.Pool(processes, initializer=_init_worker, initargs=(tracker_factory, threads)) as pool:
             _collect(pool.imap_unordered(_run_one, tasks), summary, bar)
     bar.close()
     for name, message in summary.failed.items():
         logger.error("sequence %s failed: %s", name, message)
     return summary
+
+
+def _available_cpus() -> int:
+    """CPUs this process may use (the affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _collect(outcomes, summary: RunSummary, bar) -> None:
@@ -303,14 +313,15 @@ def settings_key(cfg: Config, dataset: str, split: str | None = None) -> str:
 
 def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterable[Sequence], dataset: str,
                   results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
-                  workers: int = 1, int_boxes: bool = False, cached: bool = True,
-                  progress: bool = True) -> RunSummary:
+                  workers: int = 1, int_boxes: bool = False, cached: bool = True, progress: bool = True,
+                  folder: str | None = None) -> RunSummary:
     """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
-    ``<results_root>/<run_name>/<dataset>/``; each worker builds the tracker once with ``build_tracker``."""
+    ``<results_root>/<run_name>/<folder or dataset>/``; each worker builds the tracker once with
+    ``build_tracker``."""
     device = device or default_device()
     manifest = make_manifest(cfg, checkpoint, dataset, int_boxes, cached)
-    manifest["device"] = str(device)
+    manifest.update(results_folder=folder or dataset, device=str(device))
     factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached)
-    results_dir = Path(results_root) / run_name / dataset
+    results_dir = Path(results_root) / run_name / (folder or dataset)
     return run_sequences(factory, sequences, results_dir, manifest, workers=workers, int_boxes=int_boxes,
                          progress=progress)

@@ -72,7 +72,7 @@ class MixFormerV2Tracker:
         self.template_size = int(template_size)
         self.search_size = int(search_size)
         self.device = torch.device(device)
-        self.cached = cached
+        self.cached = cached and hasattr(model, "encode_templates")
         self.model = model.to(self.device).eval()
         self._reset_state()
 
@@ -85,7 +85,7 @@ class MixFormerV2Tracker:
         self.max_pred_score = -1.0
         self.online_forget_id = 0
         self._cache = None
-        self.num_template_encodings = 0  # how often the templates were (re-)encoded; a diagnostic
+        self.num_template_sets = 0  # template sets used so far (1 + changes); the cached path encodes each once
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _crop(self, image_rgb: np.ndarray, box_xywh, factor: float, size: int) -> tuple[torch.Tensor, Crop]:
@@ -93,20 +93,18 @@ class MixFormerV2Tracker:
         crop = crop_square_xywh(image_rgb, box_xywh, factor, size)
         return normalize_image(crop.image, device=self.device).unsqueeze(0), crop
 
-    def _online_input(self) -> torch.Tensor:
-        """The online template(s) as the network expects them.
-
-        (1, 3, Hz, Wz) for one online template; for ``online_size > 1`` the set concatenated along the batch
-        axis, (k, 3, Hz, Wz), as the official ``set_online`` takes them (flattened into one token sequence).
-        """
+    def _online_input(self) -> torch.Tensor | list[torch.Tensor]:
+        """The online template(s) as the network takes them: one (1, 3, Hz, Wz) tensor, or for ``online_size > 1``
+        the list of k such tensors (their tokens follow the initial template's in one sequence, as the official
+        ``set_online`` lays them out)."""
         if len(self.online_templates) == 1:
             return self.online_templates[0]
-        return torch.cat(self.online_templates, dim=0)
+        return list(self.online_templates)
 
     def _encode(self) -> None:
         if self.cached:
             self._cache = self.model.encode_templates(self.template, self._online_input())
-        self.num_template_encodings += 1
+        self.num_template_sets += 1
 
     def _network(self, search: torch.Tensor):
         if self.cached:
@@ -136,8 +134,9 @@ class MixFormerV2Tracker:
         out = self._network(search)
         box_cxcywh_norm = xyxy_to_cxcywh(out.box_xyxy_norm[0].float()).tolist()
         box = box_from_crop(box_cxcywh_norm, self.state_xywh, crop.resize_factor, self.search_size)
-        self.state_xywh = clip_box_xywh(box, height, width, margin=self.cfg.clip_margin)
-        score = None if out.score_logit is None else float(torch.sigmoid(out.score_logit[0].float()))
+        self.state_xywh = [float(v) for v in clip_box_xywh(box, height, width, margin=self.cfg.clip_margin)]
+        logit = getattr(out, "score_logit", None)  # None: no score head (static tracker, teacher)
+        score = None if logit is None else float(torch.sigmoid(logit[0].float()))
         if score is not None:
             self._update_online(image_rgb, score)
         return TrackOutput(box_xywh=list(self.state_xywh), score=score)
