@@ -35,32 +35,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, runs: int = 50, warmup: int = 10) -> float:
-    """Median wall time of ``fn`` in milliseconds over ``runs`` timed calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
+def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
+                          warmup: int = 10) -> dict[str, float]:
+    """Median wall time (ms) of each function over ``runs`` rounds; every round calls each function once, so a
+    change in machine load during the measurement affects all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     _sync(device)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def machine_gflops(device: torch.device, size: int = 2048, runs: int = 10) -> float:
-    """Measured fp32 dense matmul throughput (GFLOP/s) of ``size`` x ``size`` matrices on ``device``."""
+def matmul_benchmark(device: torch.device, size: int = 2048) -> tuple[Callable[[], object], float]:
+    """A dense fp32 ``size`` x ``size`` matmul and its FLOP count, to measure the machine's GEMM throughput."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    ms = median_ms(lambda: a @ b, device, runs=runs, warmup=3)
-    return 2 * size ** 3 / (ms * 1e-3) / 1e9
+    return (lambda: a @ b), 2.0 * size ** 3
 
 
 @torch.inference_mode()
 def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: int = 50, batch: int = 1) -> dict:
     """Parameters, FLOPs and median latency of the full forward and of the cached path (one frame against
-    cached templates), plus the machine's matmul GFLOP/s and the fraction of it the cached path achieves."""
+    cached templates), plus the machine's fp32 matmul GFLOP/s (2048 x 2048, timed in the same interleaved rounds)
+    and the fraction of it the cached path achieves."""
     device = torch.device(device)
     model = build_model(cfg).eval().to(device)
     t, s = cfg.template_size, cfg.search_size
@@ -75,18 +79,22 @@ def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: in
     def cached():
         return model.forward_search(cache, search)
 
+    matmul, matmul_flops = matmul_benchmark(device)
+    fns = {"full": full, "matmul": matmul}
+    if cache is not None:
+        fns["cached"] = cached
+    ms = interleaved_median_ms(fns, device, runs)
     result = {
         "model": cfg.name, "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops_full": count_flops(full) / 1e9,
-        "ms_full": median_ms(full, device, runs),
+        "ms_full": ms["full"],
+        "machine_gflops": matmul_flops / (ms["matmul"] * 1e-3) / 1e9,
     }
     if cache is not None:
         result["gflops_cached"] = count_flops(cached) / 1e9
-        result["ms_cached"] = median_ms(cached, device, runs)
+        result["ms_cached"] = ms["cached"]
         result["speedup_cached"] = result["ms_full"] / result["ms_cached"]
-    result["machine_gflops"] = machine_gflops(device)
-    if cache is not None:
         achieved = result["gflops_cached"] / (result["ms_cached"] * 1e-3)
         result["achieved_gflops_cached"] = achieved
         result["efficiency_cached"] = achieved / result["machine_gflops"]

@@ -78,16 +78,20 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
+    def _residual(self, x: torch.Tensor, branch: torch.Tensor, scale: float) -> torch.Tensor:
+        branch = self.drop_path(branch)
+        return x + branch if scale == 1.0 else x + scale * branch
+
     def forward(self, x: torch.Tensor, num_template: int, scale: float = 1.0) -> torch.Tensor:
-        x = x + scale * self.drop_path(self.attn(self.norm1(x), num_template))
-        return x + scale * self.drop_path(self.mlp(self.norm2(x)))
+        x = self._residual(x, self.attn(self.norm1(x), num_template), scale)
+        return self._residual(x, self.mlp(self.norm2(x)), scale)
 
     def forward_template(self, x_t: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, KV]:
         """Template tokens through the block; also returns the (k, v) the search tokens will attend to."""
         attn, kv = self.attn.forward_template(self.norm1(x_t))
-        x_t = x_t + scale * self.drop_path(attn)
-        return x_t + scale * self.drop_path(self.mlp(self.norm2(x_t))), kv
+        x_t = self._residual(x_t, attn, scale)
+        return self._residual(x_t, self.mlp(self.norm2(x_t)), scale), kv
 
     def forward_search(self, x_s: torch.Tensor, kv_t: KV, scale: float = 1.0) -> torch.Tensor:
-        x_s = x_s + scale * self.drop_path(self.attn.forward_search(self.norm1(x_s), kv_t))
-        return x_s + scale * self.drop_path(self.mlp(self.norm2(x_s)))
+        x_s = self._residual(x_s, self.attn.forward_search(self.norm1(x_s), kv_t), scale)
+        return self._residual(x_s, self.mlp(self.norm2(x_s)), scale)
