@@ -36,20 +36,27 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
-                          warmup: int = 10) -> dict[str, float]:
-    """Median wall time (ms) of each function over ``runs`` rounds; every round calls each function once, so a
-    change in machine load during the measurement affects all of them alike."""
+                          warmup: int = 10, block: int = 10) -> dict[str, float]:
+    """Median wall time (ms) per call of each function over ``runs`` timed calls.
+
+    The functions take turns in blocks of ``block`` consecutive calls (the first call of each block, after the
+    switch, is not timed), so each is measured in steady state, as in a tracking loop, while a change in machine
+    load during the measurement affects all of them alike.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
+    while min(len(v) for v in times.values()) < runs:
         for name, fn in fns.items():
-            start = time.perf_counter()
             fn()
             _sync(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -83,7 +90,7 @@ def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: in
     fns = {"full": full, "matmul": matmul}
     if cache is not None:
         fns["cached"] = cached
-    ms = interleaved_median_ms(fns, device, runs)
+    ms = interleaved_median_ms(fns, device, runs, block=max(1, min(10, runs // 5)))
     result = {
         "model": cfg.name, "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
