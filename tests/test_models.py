@@ -155,3 +155,33 @@ def test_mae_initialisation_reports_what_was_skipped(tmp_path):
     assert torch.equal(student.backbone.blocks[1].mlp.fc1.weight, donor.backbone.blocks[1].mlp.fc1.weight)
     assert {"backbone.cls_token", "backbone.pos_embed", "backbone.norm.weight"} <= set(report.skipped)
     assert "backbone.reg_tokens" in report.not_initialised and "box_head.layers.0.0.weight" in report.not_initialised
+
+
+def test_parity_tool_fails_on_a_wrong_reference(tmp_path):
+    data = torch.load(ROOT / "tests" / "data" / "golden" / "student_tiny.pt", weights_only=False)
+    data["outputs"]["pred_scores"] = data["outputs"]["pred_scores"] + 1e-2
+    torch.save(data, tmp_path / "wrong.pt")
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "parity.py"), str(tmp_path / "wrong.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "pred_scores" in result.stdout and "FAIL" in result.stdout
+
+
+def test_flop_count_includes_attention_and_the_cached_path_saves_the_template_work():
+    from mixformerv2.profiling import count_flops
+
+    cfg = ModelConfig(depth=2, **TINY)
+    model = build_model(cfg).eval()
+    template, online, search = tiny_inputs(batch=1, cfg=cfg)
+    with torch.inference_mode():
+        full = count_flops(lambda: model(template, online, search))
+        cache = model.encode_templates(template, online)
+        cached = count_flops(lambda: model.forward_search(cache, search))
+    c, n_t, n_s, depth = 64, 2 * 4, 16 + 4, 2  # width, template tokens, search + prediction tokens, blocks
+    attention = lambda q, k: 2 * 2 * q * k * c  # noqa: E731  (Q K^T and P V)
+    linears = lambda n: 2 * n * c * (3 * c + c + 4 * c + 4 * c)  # noqa: E731  (qkv, proj, fc1, fc2)
+    heads = 2 * 4 * (c * c + c * 16) + 2 * 4 * (c * c + c)
+    patches = lambda n: 2 * n * 3 * 16 * 16 * c  # noqa: E731
+    expected_cached = depth * (linears(n_s) + attention(n_s, n_t + n_s)) + heads + patches(16)
+    expected_full = expected_cached + depth * (linears(n_t) + attention(n_t, n_t)) + patches(n_t)
+    assert (cached, full) == (expected_cached, expected_full)
