@@ -12,8 +12,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def normalize_image(image: np.ndarray | torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, device: torch.device | str | None = None) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB (numpy or tensor) -> (3, H, W) float32 tensor: ``(image / 255 - mean) / std``."""
-    tensor = torch.as_tensor(image, device=device).permute(2, 0, 1).float().div_(255.0)
+    """(H, W, 3) RGB with values in [0, 255] (uint8 or float; numpy or tensor; never modified) -> (3, H, W) float32
+    tensor ``(image / 255 - mean) / std``."""
+    tensor = torch.as_tensor(image, device=device).permute(2, 0, 1).to(torch.float32, copy=True).div_(255.0)
     mean_t = torch.tensor(mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
     return tensor.sub_(mean_t).div_(std_t)
