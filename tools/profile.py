@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from mixformerv2.config import load_config  # noqa: E402
 from mixformerv2.profiling import profile_model  # noqa: E402
+from mixformerv2.utils.io import atomic_write_text  # noqa: E402
 
 
 def main() -> int:
@@ -35,8 +36,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     return 0
 
 

@@ -133,9 +133,10 @@ class TripletProcessing:
         if flipped:
             box = flip_box_xywh(box, image.shape[1])
         jittered = jitter_box_xywh(rng, box, spec)
-        if not math.ceil(math.sqrt(jittered[2] * jittered[3]) * spec.factor) >= 1:
-            raise InvalidSample(f"{ref.path}: jittered box {jittered.tolist()} gives an empty crop")
-        crop = crop_square_xywh(image, jittered, spec.factor, spec.output_size)
+        try:
+            crop = crop_square_xywh(image, jittered, spec.factor, spec.output_size)
+        except ValueError as err:  # crop_side: the jittered box is too small to crop
+            raise InvalidSample(f"{ref.path}: {err}") from None
         if _mask_all_padding(crop.padding_mask):
             raise InvalidSample(f"{ref.path}: crop is all padding")
         box_norm = box_to_crop_norm(box, crop, spec.output_size)
