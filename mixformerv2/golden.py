@@ -32,10 +32,14 @@ class Comparison:
         return self.max_abs_error <= self.tolerance
 
 
+def _as_double(values) -> torch.Tensor:
+    if torch.is_tensor(values):
+        return values.detach().double()
+    return torch.as_tensor(np.asarray(values, dtype=np.float64))
+
+
 def compare(name: str, ours, reference) -> Comparison:
-    ours_t = torch.as_tensor(np.asarray(ours, dtype=np.float64) if not torch.is_tensor(ours) else ours).double()
-    ref_t = torch.as_tensor(np.asarray(reference, dtype=np.float64) if not torch.is_tensor(reference)
-                            else reference).double()
+    ours_t, ref_t = _as_double(ours), _as_double(reference)
     if ours_t.shape != ref_t.shape:
         return Comparison(f"{name} (shape {tuple(ours_t.shape)} vs {tuple(ref_t.shape)})", float("inf"), 0.0)
     scale = max(1.0, ref_t.abs().max().item()) if ref_t.numel() else 1.0
