@@ -167,7 +167,7 @@ def test_parity_tool_fails_on_a_wrong_reference(tmp_path):
     assert "pred_scores" in result.stdout and "FAIL" in result.stdout
 
 
-def test_flop_count_includes_attention_and_the_cached_path_saves_the_template_work():
+def test_flop_count_includes_attention_and_the_cached_path_skips_unread_work():
     from mixformerv2.profiling import count_flops
 
     cfg = ModelConfig(depth=2, **TINY)
@@ -182,6 +182,10 @@ def test_flop_count_includes_attention_and_the_cached_path_saves_the_template_wo
     linears = lambda n: 2 * n * c * (3 * c + c + 4 * c + 4 * c)  # noqa: E731  (qkv, proj, fc1, fc2)
     heads = 2 * 4 * (c * c + c * 16) + 2 * 4 * (c * c + c)
     patches = lambda n: 2 * n * 3 * 16 * 16 * c  # noqa: E731
-    expected_cached = depth * (linears(n_s) + attention(n_s, n_t + n_s)) + heads + patches(16)
-    expected_full = expected_cached + depth * (linears(n_t) + attention(n_t, n_t)) + patches(n_t)
+    full_blocks = depth * (linears(n_t) + attention(n_t, n_t) + linears(n_s) + attention(n_s, n_t + n_s))
+    expected_full = full_blocks + heads + patches(n_t + 16)
+    # cached: no template work; the last block computes keys/values of every search token but queries,
+    # attention output, projection and MLP only for the 4 prediction tokens, the only tokens the heads read
+    last_block = 2 * n_s * c * 2 * c + linears(4) - 2 * 4 * c * 2 * c + attention(4, n_t + n_s)
+    expected_cached = (depth - 1) * (linears(n_s) + attention(n_s, n_t + n_s)) + last_block + heads + patches(16)
     assert (cached, full) == (expected_cached, expected_full)

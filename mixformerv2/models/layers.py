@@ -27,14 +27,22 @@ class MixedAttention(nn.Module):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)  # each (B, heads, N, head_dim)
+    def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, N, P * C) projections -> P tensors (B, heads, N, head_dim)."""
+        b, n, _ = x.shape
+        return x.reshape(b, n, -1, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._split_heads(self.qkv(x))  # q, k, v
+
+    def _rows_of_qkv(self, x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, ...]:
+        """Only the rows ``rows`` of the fused projection (q: [0, C), k: [C, 2C), v: [2C, 3C))."""
+        bias = None if self.qkv.bias is None else self.qkv.bias[rows]
+        return self._split_heads(F.linear(x, self.qkv.weight[rows], bias))
 
     def _merge(self, out: torch.Tensor) -> torch.Tensor:
         b, h, n, d = out.shape
@@ -53,9 +61,17 @@ class MixedAttention(nn.Module):
         q, k, v = self._qkv(x_t)
         return self.proj(self._merge(F.scaled_dot_product_attention(q, k, v))), (k, v)
 
-    def forward_search(self, x_s: torch.Tensor, kv_t: KV) -> torch.Tensor:
-        """Search tokens attending to [cached template (k, v) ; own (k, v)]: (B, Ns, C) -> (B, Ns, C)."""
-        q, k, v = self._qkv(x_s)
+    def forward_search(self, x_s: torch.Tensor, kv_t: KV, num_queries: int | None = None) -> torch.Tensor:
+        """Search tokens attending to [cached template (k, v) ; own (k, v)]: (B, Ns, C) -> (B, Ns, C).
+
+        ``num_queries``: compute the output of the last ``num_queries`` tokens only, (B, num_queries, C); every
+        token still contributes its key and value.
+        """
+        # q and (k, v) as two products: on CPUs this is faster than one fused product whose q, k and v are then
+        # read with a stride of 3C, and it lets the last block compute queries for the prediction tokens only.
+        c = x_s.shape[-1]
+        (q,) = self._rows_of_qkv(x_s if num_queries is None else x_s[:, -num_queries:], slice(0, c))
+        k, v = self._rows_of_qkv(x_s, slice(c, None))
         k = torch.cat([kv_t[0], k], dim=2)
         v = torch.cat([kv_t[1], v], dim=2)
         return self.proj(self._merge(F.scaled_dot_product_attention(q, k, v)))
@@ -92,6 +108,13 @@ class Block(nn.Module):
         x_t = self._residual(x_t, attn, scale)
         return self._residual(x_t, self.mlp(self.norm2(x_t)), scale), kv
 
-    def forward_search(self, x_s: torch.Tensor, kv_t: KV, scale: float = 1.0) -> torch.Tensor:
-        x_s = self._residual(x_s, self.attn.forward_search(self.norm1(x_s), kv_t), scale)
+    def forward_search(self, x_s: torch.Tensor, kv_t: KV, scale: float = 1.0,
+                       num_outputs: int | None = None) -> torch.Tensor:
+        """Search tokens against cached template (k, v). ``num_outputs``: return only the last ``num_outputs``
+        tokens, skipping the queries, attention and MLP of the others (used for the last block, whose search-token
+        outputs no head reads)."""
+        attn = self.attn.forward_search(self.norm1(x_s), kv_t, num_outputs)
+        if num_outputs is not None:
+            x_s = x_s[:, -num_outputs:]
+        x_s = self._residual(x_s, attn, scale)
         return self._residual(x_s, self.mlp(self.norm2(x_s)), scale)

@@ -83,9 +83,9 @@ class MixFormerV2(nn.Module):
 
     def forward_search(self, cache: TemplateCache, search: torch.Tensor,
                        block_scales: Sequence[float] | None = None) -> StudentOutput:
-        """Fast path, step 2: one frame's search crop against cached templates (same outputs as ``forward``)."""
-        x = self.backbone.forward_search(cache, search, block_scales)
-        return self.forward_head(x[:, -4:])
+        """Fast path, step 2: one frame's search crop against cached templates (same outputs as ``forward``; the
+        last block runs only the prediction tokens, the one thing the heads read)."""
+        return self.forward_head(self.backbone.forward_search(cache, search, block_scales, num_outputs=4))
 
     def forward_head(self, tokens: torch.Tensor, features: list[torch.Tensor] | None = None) -> StudentOutput:
         """(B, 4, C) prediction tokens -> box, side logits and score."""

@@ -5,7 +5,8 @@ Two ways through it:
     distillation);
   * ``encode_templates`` + ``forward_search`` - the fast inference path: template keys/values of every layer are
     computed once per template update (``TemplateCache``), and each frame runs only the search and prediction
-    tokens. Both give the same search/prediction-token outputs, since template queries never attend to search keys.
+    tokens (and the last block only the prediction tokens, the one thing the heads read). Both give the same
+    prediction-token outputs, since template queries never attend to search keys.
 """
 from __future__ import annotations
 
@@ -167,11 +168,16 @@ class ViTBackbone(nn.Module):
         return TemplateCache(kv=kv, num_templates=1 + len(online_templates))
 
     def forward_search(self, cache: TemplateCache, search: torch.Tensor,
-                       block_scales: Sequence[float] | None = None) -> torch.Tensor:
-        """Search + prediction tokens attending to the cached templates: (B, Gs^2 + num_pred_tokens, C)."""
+                       block_scales: Sequence[float] | None = None, num_outputs: int | None = None) -> torch.Tensor:
+        """Search + prediction tokens attending to the cached templates: (B, Gs^2 + num_pred_tokens, C).
+
+        ``num_outputs``: return only the last ``num_outputs`` tokens, (B, num_outputs, C). The last block then
+        computes queries, attention and MLP for those tokens alone (the same values, less work).
+        """
         if len(cache.kv) != self.depth:
             raise ValueError(f"template cache has {len(cache.kv)} layers, the backbone {self.depth}")
         x = self.embed_search(search)
-        for block, scale, kv in zip(self.blocks, self._scales(block_scales), cache.kv):
-            x = block.forward_search(x, kv, scale)
+        last = self.depth - 1
+        for i, (block, scale, kv) in enumerate(zip(self.blocks, self._scales(block_scales), cache.kv)):
+            x = block.forward_search(x, kv, scale, num_outputs if i == last else None)
         return x
