@@ -94,6 +94,22 @@ def test_cached_path_equals_full_forward(online):
     assert (full.score_logit - cached.score_logit).abs().max() <= 1e-5
 
 
+def test_cached_backbone_returns_the_full_forwards_search_tokens_and_can_skip_the_unread_ones():
+    cfg = ModelConfig(depth=3, **TINY)
+    backbone = build_model(cfg).eval().backbone
+    template, online, search = tiny_inputs(cfg=cfg)
+    scales = [1.0, 0.5, 1.0]
+    with torch.no_grad():
+        full, _ = backbone.forward_features(template, [online], search, scales)
+        cache = backbone.encode_templates(template, [online], scales)
+        every = backbone.forward_search(cache, search, scales)
+        last4 = backbone.forward_search(cache, search, scales, num_outputs=4)
+    n_search = every.shape[1]
+    assert n_search == (cfg.search_size // 16) ** 2 + 4
+    assert (every - full[:, -n_search:]).abs().max() <= 1e-5
+    assert last4.shape[1] == 4 and (last4 - full[:, -4:]).abs().max() <= 1e-5
+
+
 def test_removing_faded_layers_equals_faded_model():
     removed = [0, 3, 6, 9]
     big = build_model(ModelConfig(depth=12, **TINY)).eval()
