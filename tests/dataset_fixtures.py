@@ -49,22 +49,26 @@ def box_lines(boxes, delimiter: str = ",") -> str:
     return "".join(delimiter.join(fmt(v) for v in row) + "\n" for row in boxes)
 
 
+def _write_lasot_sequence(seq: Path, num_frames: int, groundtruth: str, full_occlusion: str, out_of_view: str,
+                          nlp: str | None = None) -> None:
+    """One LaSOT-layout sequence folder; the text files are written exactly as given (trailing newlines vary
+    on purpose, as they do in the real files)."""
+    for i in range(1, num_frames + 1):
+        write_image(seq / "img" / f"{i:08d}.jpg")
+    write_text(seq / "groundtruth.txt", groundtruth)
+    write_text(seq / "full_occlusion.txt", full_occlusion)
+    write_text(seq / "out_of_view.txt", out_of_view)
+    if nlp is not None:
+        write_text(seq / "nlp.txt", nlp)
+
+
 def make_lasot(root: Path, with_list: bool = True) -> Path:
     """LaSOT test copy: ``airplane-1`` (4 frames, flags, nlp.txt) and ``rubicCube-1`` (3 frames, no nlp.txt);
     ``testing_set.txt`` lists both when ``with_list``."""
-    seq = root / "airplane" / "airplane-1"
-    for i in range(1, 5):
-        write_image(seq / "img" / f"{i:08d}.jpg")
-    write_text(seq / "groundtruth.txt", box_lines(LASOT_GT))
-    write_text(seq / "full_occlusion.txt", ",".join(map(str, LASOT_FULL_OCCLUSION)) + "\n")
-    write_text(seq / "out_of_view.txt", ",".join(map(str, LASOT_OUT_OF_VIEW)))
-    write_text(seq / "nlp.txt", "white airplane landing on the runway\n")
-    seq = root / "rubicCube" / "rubicCube-1"
-    for i in range(1, 4):
-        write_image(seq / "img" / f"{i:08d}.jpg")
-    write_text(seq / "groundtruth.txt", "3,4,5,6\n4,5,6,7\n5,6,7,8\n")
-    write_text(seq / "full_occlusion.txt", "0,0,0")
-    write_text(seq / "out_of_view.txt", "0,0,0")
+    _write_lasot_sequence(root / "airplane" / "airplane-1", 4, box_lines(LASOT_GT),
+                          ",".join(map(str, LASOT_FULL_OCCLUSION)) + "\n", ",".join(map(str, LASOT_OUT_OF_VIEW)),
+                          "white airplane landing on the runway\n")
+    _write_lasot_sequence(root / "rubicCube" / "rubicCube-1", 3, "3,4,5,6\n4,5,6,7\n5,6,7,8\n", "0,0,0", "0,0,0")
     if with_list:
         write_text(root / "testing_set.txt", "airplane-1\nrubicCube-1\n")
     return root
@@ -72,13 +76,8 @@ def make_lasot(root: Path, with_list: bool = True) -> Path:
 
 def make_lasot_ext(root: Path) -> Path:
     """LaSOT_ext copy with the packaged name ``atv-1`` (3 frames)."""
-    seq = root / "atv" / "atv-1"
-    for i in range(1, 4):
-        write_image(seq / "img" / f"{i:08d}.jpg")
-    write_text(seq / "groundtruth.txt", "1,1,4,4\n2,2,4,4\n3,3,4,4\n")
-    write_text(seq / "full_occlusion.txt", "0,0,0\n")
-    write_text(seq / "out_of_view.txt", "0,0,1\n")
-    write_text(seq / "nlp.txt", "red atv on sand")
+    _write_lasot_sequence(root / "atv" / "atv-1", 3, "1,1,4,4\n2,2,4,4\n3,3,4,4\n", "0,0,0\n", "0,0,1\n",
+                          "red atv on sand")
     return root
 
 
