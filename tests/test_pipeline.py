@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,7 @@ from mixformerv2.data.pipeline import (CropSpec, TrackingTrainDataset, TripletPr
                                        read_sample_frames)
 from mixformerv2.data.sampling import FrameRef, FrameSampler, TripletSample
 from mixformerv2.data.sequence import Sequence
-from mixformerv2.imaging import normalize_image
+from mixformerv2.imaging import IMAGENET_MEAN, IMAGENET_STD, denormalize_image, normalize_image
 
 HEIGHT, WIDTH = 48, 64
 TEMPLATE, SEARCH = 32, 64
@@ -55,16 +56,14 @@ def datasets(tmp_path_factory):
     return {"video": videos, "images": images}
 
 
-def small_config(**data) -> Config:
+def small_config(seed: int = 5, stage: str = "dense_to_sparse", **data) -> Config:
+    """Test-sized config over the fixture's datasets (``video``, ``images``: not registry names, so the config is
+    built with ``dataclasses.replace`` and not validated)."""
     cfg = Config()
-    cfg.model.template_size, cfg.model.search_size = TEMPLATE, SEARCH
-    cfg.data.train_datasets, cfg.data.train_ratios = ["video", "images"], [3.0, 1.0]
-    cfg.data.samples_per_epoch = 8
-    cfg.data.search_factor = 5.0  # centre jitter 4.5 keeps the target centre inside the crop
-    cfg.train.seed = 5
-    for key, value in data.items():
-        setattr(cfg.data, key, value)
-    return cfg
+    data = {"train_datasets": ("video", "images"), "train_ratios": (3.0, 1.0), "samples_per_epoch": 8,
+            "search_factor": 5.0, **data}  # centre jitter 4.5 with factor 5 keeps the target centre inside the crop
+    return replace(cfg, model=replace(cfg.model, template_size=TEMPLATE, search_size=SEARCH),
+                   data=replace(cfg.data, **data), train=replace(cfg.train, seed=seed, stage=stage))
 
 
 def make_dataset(cfg: Config, datasets, rank: int = 0, world_size: int = 1, **kwargs) -> TrackingTrainDataset:
@@ -82,28 +81,47 @@ def assert_items_equal(a: dict, b: dict) -> None:
             assert a[key] == b[key], key
 
 
-def test_item_shapes_and_ranges(datasets):
-    cfg = small_config()
+def target_fractions(image: torch.Tensor, box_xywh_norm: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """(fraction of target-coloured pixels in the inner half of the box, the same outside 1.5x the box) of one
+    normalised crop (3, S, S). The target is drawn blue-dominant (RGB 40, 60, 230); the background is noise <= 120
+    (times at most 1.2 brightness), so blue > 170 marks the target."""
+    rgb = denormalize_image(image, mean, std).numpy()
+    side = rgb.shape[0]
+    target = rgb[..., 2] > 170
+    x, y, w, h = (box_xywh_norm.double().numpy() * side).tolist()
+    cx, cy = x + w / 2, y + h / 2
+    cols, rows = np.meshgrid(np.arange(side) + 0.5, np.arange(side) + 0.5)
+    inner = (np.abs(cols - cx) < w / 4) & (np.abs(rows - cy) < h / 4)
+    outer = (np.abs(cols - cx) > 0.75 * w) | (np.abs(rows - cy) > 0.75 * h)
+    return target[inner].mean(), target[outer].mean()
+
+
+def test_target_lies_where_the_crop_boxes_say(datasets):
+    # jitter, joint flips and per-crop flips on: every box must follow its crop's pixels
+    cfg = small_config(samples_per_epoch=16, gray_prob=0.0, flip_prob=0.5, crop_flip_prob=0.5)
     dataset = make_dataset(cfg, datasets)
-    item = dataset[0]
+    for i in range(len(dataset)):
+        item = dataset[i]
+        crops = [(item["search_image"], item["search_box_xywh_norm"])]
+        crops += list(zip(item["template_images"], item["template_boxes_xywh_norm"]))
+        for image, box in crops:
+            inside, outside = target_fractions(image, box)
+            assert inside > 0.9 and outside < 0.02, (i, box, inside, outside)
+
+
+def test_items_are_channel_first_float_crops_of_the_configured_sizes(datasets):
+    item = make_dataset(small_config(), datasets)[0]
     assert item["template_images"].shape == (2, 3, TEMPLATE, TEMPLATE)
     assert item["search_image"].shape == (3, SEARCH, SEARCH)
     assert item["template_images"].dtype == item["search_image"].dtype == torch.float32
-    assert item["template_boxes_norm"].shape == (2, 4) and item["search_box_norm"].shape == (4,)
-    assert item["template_frame_ids"].shape == (2,) and item["label"].shape == ()
-    assert isinstance(item["dataset"], str) and isinstance(item["sequence"], str)
-    for i in range(len(dataset)):
-        box = dataset[i]["search_box_norm"]
-        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-        assert 0 <= cx <= 1 and 0 <= cy <= 1 and box[2] > 0 and box[3] > 0
+    assert item["template_frame_ids"].dtype == torch.int64 and item["label"].shape == ()
 
 
 def test_same_seed_same_tensors_and_rank_split(datasets):
     cfg = small_config()
     full = make_dataset(cfg, datasets)
     assert_items_equal(full[3], make_dataset(cfg, datasets)[3])
-    cfg_other = small_config()
-    cfg_other.train.seed = 6
+    cfg_other = small_config(seed=6)
     assert not torch.equal(full[3]["search_image"], make_dataset(cfg_other, datasets)[3]["search_image"])
     # DDP: rank r of 2 draws global indices r, r + 2, ...; the same global index gives the same sample
     shares = [make_dataset(cfg, datasets, rank=r, world_size=2) for r in range(2)]
@@ -121,16 +139,19 @@ def test_loader_batches_do_not_depend_on_worker_count(datasets):
         assert len(batches[workers]) == len(loader) == 2
     for a, b in zip(batches[0], batches[2]):
         assert_items_equal(a, b)
-    batch = batches[0][0]
-    assert batch["template_images"].shape == (4, 2, 3, TEMPLATE, TEMPLATE)
-    assert batch["search_image"].shape == (4, 3, SEARCH, SEARCH)
-    assert batch["template_boxes_norm"].shape == (4, 2, 4) and batch["search_box_norm"].shape == (4, 4)
-    assert batch["label"].shape == (4,) and len(batch["sequence"]) == 4
+    # a batch is the items of consecutive indices stacked on a new first axis (strings as lists)
+    dataset = make_dataset(cfg, datasets)
+    for b, batch in enumerate(batches[0]):
+        items = [dataset[b * 4 + j] for j in range(4)]
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, torch.stack([item[key] for item in items])), key
+            else:
+                assert value == [item[key] for item in items], key
 
 
 def test_score_training_labels(datasets):
-    cfg = small_config(samples_per_epoch=40)
-    cfg.train.stage = "score"
+    cfg = small_config(samples_per_epoch=40, stage="score")
     dataset = make_dataset(cfg, datasets)
     labels = [float(dataset[i]["label"]) for i in range(len(dataset))]
     assert set(labels) == {0.0, 1.0}
@@ -160,12 +181,12 @@ def test_search_box_offset_bounded_by_center_jitter_and_templates_unjittered(dat
     log_sizes = []
     for i in range(len(dataset)):
         item = dataset[i]
-        box = item["search_box_norm"].double().numpy()
+        box = item["search_box_xywh_norm"].double().numpy()
         offset = box[:2] + box[2:] / 2 - (SEARCH - 1) / (2 * SEARCH)
         # |c_gt - c_jit| <= sqrt(w'h') * cj / 2 and the crop side is ceil(sqrt(w'h') * factor)
         assert (np.abs(offset) <= cfg.data.search_center_jitter / (2 * cfg.data.search_factor) + 1e-6).all()
         log_sizes.append(0.5 * math.log(box[2] * box[3] * cfg.data.search_factor ** 2))
-        for template_box in item["template_boxes_norm"].double().numpy():
+        for template_box in item["template_boxes_xywh_norm"].double().numpy():
             # no template jitter: the box sits at the crop centre and measures w / ceil(sqrt(wh) * 2)
             np.testing.assert_allclose(template_box[:2] + template_box[2:] / 2, (TEMPLATE - 1) / (2 * TEMPLATE),
                                        atol=1e-6)
@@ -197,8 +218,8 @@ def test_crop_flip_mirrors_image_and_box(datasets):
     plain, flipped = outputs
     assert torch.equal(flipped["search_image"], plain["search_image"].flip(-1))
     assert torch.equal(flipped["template_images"], plain["template_images"].flip(-1))
-    box = plain["search_box_norm"]
-    torch.testing.assert_close(flipped["search_box_norm"], torch.stack([1 - box[0] - box[2], box[1], box[2], box[3]]))
+    box = plain["search_box_xywh_norm"]
+    torch.testing.assert_close(flipped["search_box_xywh_norm"], torch.stack([1 - box[0] - box[2], box[1], box[2], box[3]]))
 
 
 def test_hand_computed_template_crop(tmp_path):
@@ -210,10 +231,10 @@ def test_hand_computed_template_crop(tmp_path):
     out = processing(np.random.default_rng(0), TripletSample((ref,), ref), read_sample_frames(TripletSample((ref,),
                                                                                                            ref)))
     # side = ceil(sqrt(16 * 16) * 2) = 32 = output size (no resampling); centre (28, 18) -> origin (12, 2)
-    expected = normalize_image(frame[2:34, 12:44])
+    expected = normalize_image(frame[2:34, 12:44], IMAGENET_MEAN, IMAGENET_STD)
     torch.testing.assert_close(out["template_images"][0], expected)
     # box centre at (32 - 1) / 2 crop pixels, size 16: x = y = (15.5 - 8) / 32, w = h = 0.5
-    torch.testing.assert_close(out["template_boxes_norm"][0], torch.tensor([0.234375, 0.234375, 0.5, 0.5]))
+    torch.testing.assert_close(out["template_boxes_xywh_norm"][0], torch.tensor([0.234375, 0.234375, 0.5, 0.5]))
 
 
 def test_missing_and_corrupt_frames_are_skipped_and_counted(datasets, tmp_path, caplog):
@@ -224,8 +245,7 @@ def test_missing_and_corrupt_frames_are_skipped_and_counted(datasets, tmp_path, 
     for path in corrupt.frame_paths:
         path.write_bytes(b"not a jpeg")
     data = {"video": datasets["video"], "images": [missing, corrupt]}
-    cfg = small_config(samples_per_epoch=12)
-    cfg.data.train_ratios = [1.0, 1.0]
+    cfg = small_config(samples_per_epoch=12, train_ratios=(1.0, 1.0))
     dataset = make_dataset(cfg, data)
     with caplog.at_level(logging.WARNING, logger="mixformerv2.data.pipeline"):
         items = [dataset[i] for i in range(len(dataset))]

@@ -101,7 +101,7 @@ def test_golden_crops_through_tracker():
     out_box = (0.25, 0.3, 0.6, 0.7)
     for case in golden["crop_cases"]:
         size, factor = int(case["output_size"]), float(case["factor"])
-        expected = normalize_image(np.asarray(case["crop"])).unsqueeze(0)
+        expected = normalize_image(np.asarray(case["crop"]), IMAGENET_MEAN, IMAGENET_STD).unsqueeze(0)
         model = ScriptedModel(out_box, scores=[0.1])
         cfg = _test_cfg(template_factor=factor, search_factor=factor, clip_margin=0)
         tracker = MixFormerV2Tracker(model, cfg, size, size, "cpu")
@@ -153,7 +153,8 @@ def test_each_crop_uses_its_own_factor_and_size_and_the_candidate_follows_the_ne
     tracker.track(image)
 
     def crop(box, factor, size):
-        return normalize_image(crop_square_xywh(image, box, factor, size).image).unsqueeze(0)
+        pixels = crop_square_xywh(image, box, factor, size).image
+        return normalize_image(pixels, IMAGENET_MEAN, IMAGENET_STD).unsqueeze(0)
 
     torch.testing.assert_close(model.encoded[0][0], crop(INIT, 2.0, 32))
     torch.testing.assert_close(model.searches[0], crop(INIT, 4.0, 64))

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from mixformerv2.config import load_config
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.overrides)
     datasets = load_synthetic(Path(args.data_root))
-    cfg.data.train_datasets, cfg.data.train_ratios = list(datasets), [1.0] * len(datasets)
-    cfg.data.samples_per_epoch = args.samples + 2 * args.batch_size
+    cfg = replace(cfg, data=replace(cfg.data, train_datasets=tuple(datasets), train_ratios=(1.0,) * len(datasets),
+                                    samples_per_epoch=args.samples + 2 * args.batch_size))
     loader = build_train_loader(cfg, datasets, batch_size=args.batch_size, num_workers=args.workers)
     timed, seconds, cpu_seconds = measure(loader, args.samples)
     result = {

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mixformerv2.config import ConfigError, load_config
+from mixformerv2.config import ConfigError, load_config, shadowed_overrides
 from mixformerv2.tracking.runner import RunMismatchError, run_benchmark, settings_key
 from mixformerv2.tracking.tracker import default_device
 
@@ -37,7 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--int-boxes", action="store_true", help="truncate boxes to integers, as the official code")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. test.search_factor=5.0")
+                   help="config overrides, e.g. test.datasets.lasot.search_factor=5.0; a benchmark's entry under "
+                        "test.datasets wins over the test.* default of the same key (test.search_factor=5.0 "
+                        "changes only benchmarks without their own search_factor)")
     p.add_argument("--no-cache", action="store_true", help="full forward every frame (no template cache)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)
@@ -56,6 +59,14 @@ def load_sequences(dataset: str, root: str | None, split: str | None, names: lis
     return [ds[name] for name in names]
 
 
+def describe_settings(cfg, key: str) -> str:
+    """The effective tracker settings of benchmark ``key``, those from its ``test.datasets`` entry starred."""
+    settings, own = cfg.test.for_dataset(key), cfg.test.dataset_overrides(key)
+    values = ", ".join(f"{f.name}={getattr(settings, f.name)}{'*' if f.name in own else ''}"
+                       for f in fields(settings) if f.name != "datasets")
+    return f"({values}; * = from test.datasets.{key}, which wins over test.*)"
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -71,9 +82,10 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         logger.error("%s", err)
         return 2
-    settings = cfg.test.for_dataset(key)
-    logger.info("%s: %d sequences, search factor %.2f, update interval %d, online size %d, device %s", key,
-                len(sequences), settings.search_factor, settings.update_interval, settings.online_size, args.device)
+    logger.info("%s: %d sequences, device %s; tracker settings %s", key, len(sequences), args.device,
+                describe_settings(cfg, key))
+    for message in shadowed_overrides(cfg, args.overrides, key):
+        logger.warning("%s", message)
     try:
         with logging_redirect_tqdm():
             summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,

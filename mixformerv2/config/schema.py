@@ -1,18 +1,65 @@
-"""The configuration schema: one dataclass tree, types and defaults in one place.
+"""The configuration schema: one tree of frozen dataclasses, types and defaults in one place.
 
-Sections: ``model`` (architecture; also fixes the crop sizes the network reads), ``data`` (training data and
-sampling), ``train`` (stage, optimisation, losses), ``test`` (tracker settings, per-dataset overrides).
+Sections: ``model`` (architecture, crop sizes and the image normalisation the network reads), ``data`` (training
+data and sampling), ``train`` (stage, optimisation, losses), ``test`` (tracker settings, per-benchmark overrides).
+
+A config is immutable: list fields hold tuples and mapping fields a read-only ``FrozenDict`` (lists and dicts given
+to a constructor or to ``dataclasses.replace`` are converted). Variants come from ``dataclasses.replace`` or from
+``--set`` overrides (``config/load.py``); the rules that tie fields together live in ``config/validate.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+# ImageNet statistics of RGB in [0, 1]: the normalisation every released MixFormer/MixViT checkpoint expects.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODEL_HEADS = {"mixformerv2": ("mlp",), "mixvit": ("corner_up", "corner")}  # model.name -> its box heads
+STAGES = ("teacher", "dense_to_sparse", "deep_to_shallow", "score")
+SAMPLER_MODES = ("causal", "trident_pro")
 
 
-@dataclass
-class ModelConfig:
-    """Architecture. ``name`` is a registered model (``mixformerv2`` student or ``mixvit`` teacher).
+class FrozenDict(dict):
+    """A read-only dict: the mapping fields of a frozen config. Equal to a dict with the same items; hashable when
+    its values are; pickles and deep-copies as itself."""
 
-    Sizes are pixels; ``num_bins`` is the number of bins per box side of the student's distribution head.
+    def _read_only(self, *args: Any, **kwargs: Any):
+        raise TypeError("a loaded config is read-only; use dataclasses.replace or --set KEY=VALUE")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+class _Frozen:
+    """``__post_init__`` of the config dataclasses: lists -> tuples, dicts -> ``FrozenDict``."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+            elif isinstance(value, dict) and not isinstance(value, FrozenDict):
+                object.__setattr__(self, f.name, FrozenDict(value))
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Frozen):
+    """Architecture. ``name`` is an architecture (``mixformerv2`` student or ``mixvit`` teacher) and ``head_type`` one
+    of its box heads (``MODEL_HEADS``).
+
+    Sizes are pixels and multiples of ``patch_size``; ``num_bins`` (> 1) is the number of bins per box side of the
+    student's distribution head. ``image_mean``/``image_std`` (RGB, for pixel values scaled to [0, 1]) are the input
+    normalisation the weights were trained with: training crops and tracker crops both use them.
     """
 
     name: str = "mixformerv2"
@@ -28,17 +75,22 @@ class ModelConfig:
     head_type: str = "mlp"  # student: mlp; teacher: corner_up | corner
     head_channels: int = 384  # teacher corner head width
     drop_path_rate: float = 0.1
+    image_mean: tuple[float, ...] = IMAGENET_MEAN
+    image_std: tuple[float, ...] = IMAGENET_STD
 
 
-@dataclass
-class DataConfig:
-    """Training data: dataset mixture, frame sampling and crop jitter (official_spec §3.7-3.9)."""
+@dataclass(frozen=True)
+class DataConfig(_Frozen):
+    """Training data: dataset mixture, frame sampling and crop jitter (official_spec §3.7-3.9).
 
-    train_datasets: list[str] = field(
-        default_factory=lambda: ["got10k_vottrain", "lasot_train", "coco", "trackingnet_train"])
-    train_ratios: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
-    val_datasets: list[str] = field(default_factory=lambda: ["got10k_votval"])
-    val_ratios: list[float] = field(default_factory=lambda: [1.0])
+    Dataset names are registry names (``mixformerv2.data.names``); ``roots`` maps a name or a family key
+    (``got10k``) to a root folder that overrides the registry's default.
+    """
+
+    train_datasets: tuple[str, ...] = ("got10k_vottrain", "lasot_train", "coco", "trackingnet_train")
+    train_ratios: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    val_datasets: tuple[str, ...] = ("got10k_votval",)
+    val_ratios: tuple[float, ...] = (1.0,)
     samples_per_epoch: int = 60000
     val_samples_per_epoch: int = 10000
     sampler_mode: str = "causal"  # causal | trident_pro
@@ -50,20 +102,23 @@ class DataConfig:
     template_factor: float = 2.0
     template_center_jitter: float = 0.0
     template_scale_jitter: float = 0.0
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     gray_prob: float = 0.05
     flip_prob: float = 0.5
     brightness_jitter: float = 0.2
     crop_flip_prob: float = 0.5  # independent horizontal flip of each crop (official quirk); 0 disables
     positive_prob: float = 0.5  # score training: probability of a positive search frame
     num_workers: int = 8
-    roots: dict[str, str] = field(default_factory=dict)  # dataset name -> root directory override
+    roots: dict[str, str] = field(default_factory=FrozenDict)  # dataset name or family key -> root directory
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation and losses of one training stage (teacher, dense_to_sparse, deep_to_shallow, score)."""
+@dataclass(frozen=True)
+class TrainConfig(_Frozen):
+    """Optimisation and losses of one training stage (``STAGES``: teacher, dense_to_sparse, deep_to_shallow, score).
+
+    Layer lists are block indices: ``remove_layers`` and ``distill_layers_student`` of this model
+    (``range(model.depth)``), ``init_drop_layers`` of the checkpoint it starts from (``model.depth`` plus the dropped
+    layers), ``distill_layers_teacher`` of the teacher, paired one to one with the student's.
+    """
 
     stage: str = "dense_to_sparse"
     epochs: int = 500
@@ -81,12 +136,12 @@ class TrainConfig:
     kl_weight: float = 5.0
     feat_weight: float = 0.2
     score_weight: float = 1.0
-    remove_layers: list[int] = field(default_factory=list)
+    remove_layers: tuple[int, ...] = ()
     remove_epochs: int = 40
-    distill_layers_student: list[int] = field(default_factory=list)
-    distill_layers_teacher: list[int] = field(default_factory=list)
+    distill_layers_student: tuple[int, ...] = ()
+    distill_layers_teacher: tuple[int, ...] = ()
     init_checkpoint: str = ""  # weights to start from: MAE ('model') or a MixFormerV2 checkpoint ('net')
-    init_drop_layers: list[int] = field(default_factory=list)  # layers removed (and renumbered) on loading
+    init_drop_layers: tuple[int, ...] = ()  # layers removed (and renumbered) on loading
     teacher_config: str = ""
     teacher_checkpoint: str = ""
     print_interval: int = 50
@@ -94,18 +149,24 @@ class TrainConfig:
     keep_last: int = 3
 
 
-@dataclass
-class DatasetTestConfig:
-    """Per-dataset tracker settings; an unset (None) value falls back to the ``test`` section's default."""
+@dataclass(frozen=True)
+class DatasetTestConfig(_Frozen):
+    """One benchmark's tracker settings; a value left unset (None) falls back to the ``test`` section's default."""
 
     search_factor: float | None = None
     update_interval: int | None = None
     online_size: int | None = None
 
 
-@dataclass
-class TestConfig:
-    """Tracker settings (official_spec §4); ``datasets`` maps a benchmark name to its overrides."""
+@dataclass(frozen=True)
+class TestConfig(_Frozen):
+    """Tracker settings (official_spec §4): defaults for every benchmark, and per-benchmark entries in ``datasets``
+    (registry name -> ``DatasetTestConfig``).
+
+    Precedence: a value set in a benchmark's entry wins over the default of the same key in this section, so
+    ``--set test.search_factor=5.0`` changes only benchmarks whose entry leaves ``search_factor`` unset; to change
+    LaSOT's, set ``test.datasets.lasot.search_factor``. ``for_dataset`` returns the effective settings.
+    """
 
     template_factor: float = 2.0
     search_factor: float = 4.5
@@ -114,21 +175,24 @@ class TestConfig:
     score_threshold: float = 0.5
     max_score_decay: float = 1.0
     clip_margin: int = 10
-    datasets: dict[str, DatasetTestConfig] = field(default_factory=dict)
+    datasets: dict[str, DatasetTestConfig] = field(default_factory=FrozenDict)
+
+    def dataset_overrides(self, name: str | None) -> dict[str, Any]:
+        """The values benchmark ``name`` (case-insensitive) sets in its ``datasets`` entry: key -> value."""
+        entry = self.datasets.get((name or "").lower())
+        if entry is None:
+            return {}
+        return {f.name: getattr(entry, f.name) for f in fields(entry) if getattr(entry, f.name) is not None}
 
     def for_dataset(self, name: str | None) -> "TestConfig":
-        """The settings for one benchmark: this section with that dataset's overrides applied."""
-        from dataclasses import replace
-
-        override = self.datasets.get((name or "").lower())
-        if override is None:
-            return self
-        changes = {k: v for k, v in vars(override).items() if v is not None}
-        return replace(self, **changes)
+        """The effective tracker settings of benchmark ``name`` (case-insensitive; None or an unlisted name: the
+        defaults): this section with the values of ``datasets[name]`` replacing the defaults of the same keys.
+        The result's ``datasets`` is empty: it is already specialised."""
+        return replace(self, datasets=FrozenDict(), **self.dataset_overrides(name))
 
 
-@dataclass
-class Config:
+@dataclass(frozen=True)
+class Config(_Frozen):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

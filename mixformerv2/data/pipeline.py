@@ -7,6 +7,29 @@ ground truth mapped into the crop, a brightness jitter and an independent horizo
 
 A failed draw is re-drawn deterministically (a fresh generator per attempt) and counted: missing or corrupt
 frames (``OSError``, logged with the file name) separately from invalid samples (``InvalidSample``).
+
+The batch dict (``TrackingTrainDataset`` items stacked by the DataLoader on a new first axis of size B; T =
+``data.num_templates``, Hz = ``model.template_size``, Hx = ``model.search_size``):
+
+=========================== =================== ======= ===================================================
+key                         shape               dtype   content
+=========================== =================== ======= ===================================================
+template_images             (B, T, 3, Hz, Hz)   float32 template crops, RGB normalised with ``model.image_mean``
+                                                        / ``model.image_std``; index 0 is the initial template
+search_image                (B, 3, Hx, Hx)      float32 search crop, normalised the same way
+template_boxes_xywh_norm    (B, T, 4)           float32 target in each template crop: x, y (top-left), w, h
+                                                        divided by the crop side Hz (in [0, 1] when inside)
+search_box_xywh_norm        (B, 4)              float32 target in the search crop: x, y, w, h / Hx
+label                       (B,)                float32 1 positive, 0 negative (score training)
+template_frame_ids          (B, T)              int64   0-based frame index of each template
+search_frame_id             (B,)                int64   0-based frame index of the search frame
+index                       (B,)                int64   global sample index within the epoch
+skipped_io                  (B,)                int64   draws skipped for missing/corrupt frames before this one
+skipped_invalid             (B,)                int64   draws skipped as invalid samples before this one
+dataset, sequence           list of B str               dataset name and sequence of the templates
+search_dataset,             list of B str               the same for the search frame (another sequence for a
+search_sequence                                         negative sample)
+=========================== =================== ======= ===================================================
 """
 from __future__ import annotations
 
@@ -24,7 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
 from ..crop import box_to_crop_norm, crop_square_xywh
-from ..imaging import normalize_image
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from .names import root_keys
 from .registry import get_dataset
 from .sampling import (FrameRef, FrameSampler, InvalidSample, SequenceSource, TripletSample, center_box_xywh,
                        rank_indices, sample_generator)
@@ -79,13 +103,13 @@ class TripletProcessing:
 
     Args:
         template, search: crop specifications.
-        mean, std: normalisation of ``normalize_image``.
+        mean, std: RGB normalisation of ``normalize_image`` (``model.image_mean``/``image_std`` in ``from_config``).
         gray_prob, flip_prob: joint grayscale / horizontal flip probabilities (one roll per sample).
         brightness_jitter: per-crop brightness factor ~ U(max(0, 1 - b), 1 + b).
         crop_flip_prob: per-crop independent horizontal flip probability (0.5 official; 0 disables).
     """
 
-    def __init__(self, template: CropSpec, search: CropSpec, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    def __init__(self, template: CropSpec, search: CropSpec, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  gray_prob: float = 0.05, flip_prob: float = 0.5, brightness_jitter: float = 0.2,
                  crop_flip_prob: float = 0.5):
         self.template, self.search = template, search
@@ -100,15 +124,16 @@ class TripletProcessing:
             template=CropSpec(d.template_factor, cfg.model.template_size, d.template_center_jitter,
                               d.template_scale_jitter),
             search=CropSpec(d.search_factor, cfg.model.search_size, d.search_center_jitter, d.search_scale_jitter),
-            mean=d.mean, std=d.std, gray_prob=d.gray_prob, flip_prob=d.flip_prob,
+            mean=cfg.model.image_mean, std=cfg.model.image_std, gray_prob=d.gray_prob, flip_prob=d.flip_prob,
             brightness_jitter=d.brightness_jitter, crop_flip_prob=d.crop_flip_prob)
 
     def __call__(self, rng: np.random.Generator, sample: TripletSample,
                  frames: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """frames: path -> (H, W, 3) uint8 RGB for every frame of ``sample`` (not modified).
 
-        Returns ``template_images (T, 3, Hz, Wz)``, ``search_image (3, Hx, Wx)`` float32 normalised RGB,
-        ``template_boxes_norm (T, 4)``, ``search_box_norm (4,)`` float32 xywh / crop side. Raises InvalidSample.
+        Returns ``template_images (T, 3, Hz, Hz)``, ``search_image (3, Hx, Hx)`` float32 normalised RGB,
+        ``template_boxes_xywh_norm (T, 4)``, ``search_box_xywh_norm (4,)`` float32 xywh / crop side (see the module
+        docstring). Raises InvalidSample.
         """
         gray = rng.random() < self.gray_prob
         flip = rng.random() < self.flip_prob
@@ -119,8 +144,8 @@ class TripletProcessing:
         return {
             "template_images": torch.stack([image for image, _ in templates]),
             "search_image": search_image,
-            "template_boxes_norm": torch.from_numpy(np.stack([box for _, box in templates])).float(),
-            "search_box_norm": torch.from_numpy(search_box).float(),
+            "template_boxes_xywh_norm": torch.from_numpy(np.stack([box for _, box in templates])).float(),
+            "search_box_xywh_norm": torch.from_numpy(search_box).float(),
         }
 
     def _crop(self, rng: np.random.Generator, frames: Mapping[str, np.ndarray], ref: FrameRef, spec: CropSpec,
@@ -179,12 +204,9 @@ def read_sample_frames(sample: TripletSample) -> dict[str, np.ndarray]:
 class TrackingTrainDataset(Dataset):
     """Map-style dataset of one rank's share of an epoch: item ``i`` is global sample ``rank + i * world_size``.
 
-    A sample is a pure function of (seed, epoch, global index), whatever the number of workers. Items are dicts:
-    ``template_images (T, 3, Hz, Wz)``, ``search_image (3, Hx, Wx)`` float32; ``template_boxes_norm (T, 4)``,
-    ``search_box_norm (4,)`` float32 xywh normalised by the crop side; ``label ()`` float32 (1 positive, 0
-    negative); ``template_frame_ids (T,)``, ``search_frame_id ()``, ``index ()`` int64; ``skipped_io ()``,
-    ``skipped_invalid ()`` int64 (failed draws before this one); ``dataset``, ``sequence``, ``search_dataset``,
-    ``search_sequence`` str. ``counts`` accumulates the skips of items drawn in this process.
+    A sample is a pure function of (seed, epoch, global index), whatever the number of workers. Items are the
+    batch dict of the module docstring without the batch axis (strings are plain ``str``). ``counts`` accumulates
+    the skips of items drawn in this process.
     """
 
     def __init__(self, sampler: FrameSampler, processing: TripletProcessing, samples_per_epoch: int, seed: int = 0,
@@ -242,8 +264,13 @@ def _sample_info(sample: TripletSample, index: int) -> dict:
 
 
 def load_train_datasets(cfg: Config) -> dict[str, SequenceSource]:
-    """Readers of ``cfg.data.train_datasets`` (registry names), rooted at ``cfg.data.roots[name]`` when given."""
-    return {name: get_dataset(name, root=cfg.data.roots.get(name)) for name in cfg.data.train_datasets}
+    """Readers of ``cfg.data.train_datasets`` (registry names), rooted at ``cfg.data.roots`` under the name, else
+    under its family key (``got10k``), else where the registry's other rules say."""
+    return {name: get_dataset(name, root=_root_override(cfg.data.roots, name)) for name in cfg.data.train_datasets}
+
+
+def _root_override(roots: Mapping[str, str], name: str) -> str | None:
+    return next((roots[key] for key in root_keys(name) if key in roots), None)
 
 
 def build_sampler(cfg: Config, datasets: Mapping[str, SequenceSource]) -> FrameSampler:
@@ -309,8 +336,7 @@ class TrainLoader:
 def build_train_loader(cfg: Config, datasets: Mapping[str, SequenceSource], rank: int = 0, world_size: int = 1,
                        epoch: int = 0, batch_size: int | None = None, num_workers: int | None = None) -> TrainLoader:
     """The training loader of one rank for ``epoch`` (``cfg.data``/``cfg.model`` sizes, ``cfg.train`` seed and
-    batch size unless overridden). Batches are dicts of the ``TrackingTrainDataset`` items stacked on a new first
-    axis (``template_images (B, T, 3, Hz, Wz)``, ``search_image (B, 3, Hx, Wx)``, ...; strings become lists).
+    batch size unless overridden). Batches are the dicts of the module docstring.
 
     torch.distributed need not be initialised: ``rank``/``world_size`` are plain arguments.
     """

@@ -4,7 +4,7 @@ Registered names (lowercase): see :func:`list_datasets`. Readers are imported la
 never imports the others.
 
 Roots resolve in this order (:func:`dataset_root`):
-  1. an explicit override (command line, ``DataConfig.roots[name]``);
+  1. an explicit override (command line; ``DataConfig.roots`` under the name, else its family key);
   2. the environment variable ``MIXFORMERV2_<NAME>_ROOT`` (e.g. ``MIXFORMERV2_LASOT_ROOT``);
   3. a paths file: a YAML mapping ``name: path``, at ``$MIXFORMERV2_PATHS`` or else ``./paths.yaml`` when it exists;
      relative paths in it are relative to the file's folder;
@@ -23,37 +23,17 @@ from pathlib import Path
 import yaml
 
 from mixformerv2.data.datasets.base import DatasetReader
+from mixformerv2.data.names import DATASETS, dataset_names, family_keys, root_keys
 
 logger = logging.getLogger(__name__)
 
 PATHS_ENV = "MIXFORMERV2_PATHS"
 DEFAULT_PATHS_FILE = "paths.yaml"
 
-# name -> (module in mixformerv2.data.datasets, class, fixed keyword arguments, family root key)
-_REGISTRY: dict[str, tuple[str, str, dict, str | None]] = {
-    "lasot": ("lasot", "LaSOT", {}, None),
-    "lasot_train": ("lasot", "LaSOT", {"split": "train"}, "lasot"),
-    "lasot_ext": ("lasot", "LaSOTExt", {}, None),
-    "tnl2k": ("tnl2k", "TNL2k", {}, None),
-    "got10k_train": ("got10k", "GOT10k", {"split": "train"}, "got10k"),
-    "got10k_vottrain": ("got10k", "GOT10k", {"split": "vottrain"}, "got10k"),
-    "got10k_votval": ("got10k", "GOT10k", {"split": "votval"}, "got10k"),
-    "got10k_train_full": ("got10k", "GOT10k", {"split": "train_full"}, "got10k"),
-    "got10k_ltrval": ("got10k", "GOT10k", {"split": "ltrval"}, "got10k"),
-    "got10k_val": ("got10k", "GOT10k", {"split": "val"}, "got10k"),
-    "got10k_test": ("got10k", "GOT10k", {"split": "test"}, "got10k"),
-    "trackingnet_train": ("trackingnet", "TrackingNet", {"split": "train"}, "trackingnet"),
-    "trackingnet": ("trackingnet", "TrackingNet", {"split": "test"}, None),
-    "uav123": ("uav", "UAV123", {}, None),
-    "otb100": ("otb", "OTB100", {}, None),
-    "nfs": ("nfs", "NfS", {}, None),
-    "coco": ("coco", "COCO", {}, None),
-}
-
 
 def list_datasets() -> list[str]:
     """The registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return dataset_names()
 
 
 def get_dataset(name: str, root: str | Path | None = None, split: str | None = None, **kwargs) -> DatasetReader:
@@ -65,9 +45,9 @@ def get_dataset(name: str, root: str | Path | None = None, split: str | None = N
     ``tnl2k``). An unknown name raises ValueError listing the known names.
     """
     key = name.lower()
-    if key not in _REGISTRY:
+    if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
-    module_name, class_name, fixed, _ = _REGISTRY[key]
+    module_name, class_name, fixed, _ = DATASETS[key]
     arguments = dict(fixed)
     if split is not None:
         if "split" in fixed and fixed["split"] != split:
@@ -83,11 +63,7 @@ def dataset_root(name: str, override: str | Path | None = None) -> Path:
     except the paths file itself; a reader raises when the root does not exist."""
     if override not in (None, ""):
         return Path(override).expanduser()
-    key = name.lower()
-    keys = [key]
-    family = _REGISTRY[key][3] if key in _REGISTRY else None
-    if family:
-        keys.append(family)
+    keys = root_keys(name)
     for candidate in keys:
         value = os.environ.get(f"MIXFORMERV2_{candidate.upper()}_ROOT")
         if value:
@@ -121,11 +97,7 @@ def _read_paths_file() -> tuple[dict[str, str], Path] | None:
         mapping = {}
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ValueError(f"{path}: a paths file is a YAML mapping of dataset name to root folder (strings)")
-    unknown = [k for k in mapping if k.lower() not in _REGISTRY and k.lower() not in _family_keys()]
+    unknown = [k for k in mapping if k.lower() not in DATASETS and k.lower() not in family_keys()]
     if unknown:
         raise ValueError(f"{path}: unknown dataset names {unknown}; known: {', '.join(list_datasets())}")
     return {k.lower(): v for k, v in mapping.items()}, path.resolve().parent
-
-
-def _family_keys() -> set[str]:
-    return {entry[3] for entry in _REGISTRY.values() if entry[3]}

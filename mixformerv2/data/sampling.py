@@ -23,11 +23,11 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
+from ..config.schema import SAMPLER_MODES
 from .sequence import Sequence
 
 logger = logging.getLogger(__name__)
 
-SAMPLER_MODES = ("causal", "trident_pro")
 GAP_INCREASE = 5  # frames the causal window grows by after each failed draw
 MIN_VIDEO_LENGTH = 20  # shorter video sequences are never drawn
 MAX_SEQUENCE_DRAWS = 1000  # give up (SamplingError) after this many rejected sequences in a row

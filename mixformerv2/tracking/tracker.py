@@ -26,7 +26,7 @@ from torch import nn
 from ..boxes import check_box_xywh, clip_box_xywh, xyxy_to_cxcywh
 from ..config import Config, TestConfig
 from ..crop import Crop, box_from_crop, crop_square_xywh
-from ..imaging import normalize_image
+from ..imaging import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,13 @@ class MixFormerV2Tracker:
         device: where the network runs; the model is moved there.
         cached: encode the templates once per online-template change (``encode_templates``/``forward_search``)
             instead of running the full forward every frame; both give the same boxes up to float rounding.
+        image_mean, image_std: RGB normalisation of the crops, the one the weights were trained with
+            (``cfg.model.image_mean``/``image_std``; ``build_tracker`` passes them).
     """
 
     def __init__(self, model: nn.Module, test_cfg: TestConfig, template_size: int, search_size: int,
-                 device: torch.device | str = "cpu", cached: bool = True):
+                 device: torch.device | str = "cpu", cached: bool = True,
+                 image_mean: tuple[float, ...] = IMAGENET_MEAN, image_std: tuple[float, ...] = IMAGENET_STD):
         if test_cfg.online_size < 1:
             raise ValueError(f"online_size must be >= 1, got {test_cfg.online_size}")
         if test_cfg.update_interval < 1:
@@ -72,6 +75,7 @@ class MixFormerV2Tracker:
         self.template_size = int(template_size)
         self.search_size = int(search_size)
         self.device = torch.device(device)
+        self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
         self.cached = cached and hasattr(model, "encode_templates")
         self.model = model.to(self.device).eval()
         self._reset_state()
@@ -91,7 +95,7 @@ class MixFormerV2Tracker:
     def _crop(self, image_rgb: np.ndarray, box_xywh, factor: float, size: int) -> tuple[torch.Tensor, Crop]:
         """Square crop around ``box_xywh`` -> ((1, 3, size, size) normalised tensor on ``device``, Crop)."""
         crop = crop_square_xywh(image_rgb, box_xywh, factor, size)
-        return normalize_image(crop.image, device=self.device).unsqueeze(0), crop
+        return normalize_image(crop.image, self.image_mean, self.image_std, device=self.device).unsqueeze(0), crop
 
     def _online_input(self) -> torch.Tensor | list[torch.Tensor]:
         """The online template(s) as the network takes them: one (1, 3, Hz, Wz) tensor, or for ``online_size > 1``
@@ -170,7 +174,8 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
                   dataset: str | None = None, cached: bool = True) -> MixFormerV2Tracker:
     """Build the network from ``cfg.model``, load ``checkpoint`` strictly and wrap it in a tracker.
 
-    ``dataset`` selects the per-benchmark settings of ``cfg.test`` (search factor, update interval, online size).
+    ``dataset`` selects the per-benchmark settings of ``cfg.test`` (``cfg.test.for_dataset``: the benchmark's entry
+    wins over the ``test`` defaults). Crops are normalised with ``cfg.model.image_mean``/``image_std``.
     ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only).
     """
     from ..models import build_model, load_checkpoint
@@ -181,4 +186,5 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
     else:
         logger.warning("no checkpoint given: tracking with randomly initialised weights")
     return MixFormerV2Tracker(model, cfg.test.for_dataset(dataset), cfg.model.template_size,
-                              cfg.model.search_size, device=device or default_device(), cached=cached)
+                              cfg.model.search_size, device=device or default_device(), cached=cached,
+                              image_mean=cfg.model.image_mean, image_std=cfg.model.image_std)
