@@ -219,7 +219,8 @@ def test_crop_flip_mirrors_image_and_box(datasets):
     assert torch.equal(flipped["search_image"], plain["search_image"].flip(-1))
     assert torch.equal(flipped["template_images"], plain["template_images"].flip(-1))
     box = plain["search_box_xywh_norm"]
-    torch.testing.assert_close(flipped["search_box_xywh_norm"], torch.stack([1 - box[0] - box[2], box[1], box[2], box[3]]))
+    mirrored = torch.stack([1 - box[0] - box[2], box[1], box[2], box[3]])
+    torch.testing.assert_close(flipped["search_box_xywh_norm"], mirrored)
 
 
 def test_hand_computed_template_crop(tmp_path):
