@@ -35,7 +35,8 @@ def test_lasot_sequence(tmp_path):
     assert tuple(seq.frame_paths) == tuple(tmp_path / "airplane" / "airplane-1" / "img" / f"{i:08d}.jpg"
                                            for i in range(1, 5))
     assert seq.frame_paths[-1].name == "00000004.jpg" and seq.frame_paths[1:3][0].name == "00000002.jpg"
-    assert read_frame_rgb(seq.frame_paths[0]).shape == (8, 8, 3)
+    frame = read_frame_rgb(seq.frame_paths[0])
+    assert frame.shape == (8, 8, 3) and frame[0, 0, 0] > frame[0, 0, 2] + 30  # RGB: the red corner (BGR 0,0,255)
     rubic = reader[1]
     assert rubic.object_class == "rubicCube" and rubic.language is None and rubic.visible.all()
 
@@ -132,6 +133,7 @@ def test_tnl2k(tmp_path):
     np.testing.assert_array_equal(seq.gt_xywh, fx.TNL2K_GT)
     assert seq.visible.tolist() == [True, False, True]
     assert seq.language == "the man holding a sword" and seq.object_class is None
+    np.testing.assert_array_equal(read_frame_rgb(seq.frame_paths[1])[0, :2], [[255, 0, 0], [128, 128, 128]])  # png
 
 
 def test_tnl2k_negative_size_policy(tmp_path):
