@@ -150,4 +150,5 @@ def test_cli_packs_what_the_library_packs_and_reports_the_validators_problems(tm
     printed = capsys.readouterr().out.splitlines()
     assert all(problem in printed for problem in problems)  # every problem the validator finds, one per line
     assert tool.main(["--check", str(tmp_path / "nothing.zip")]) == 1
-    assert "nothing.zip" in capsys.readouterr().out  # the error names the file
+    printed = capsys.readouterr()
+    assert "nothing.zip" in printed.out + printed.err  # the error names the file
