@@ -2,7 +2,8 @@
 
 A model file holds ``kind`` ('student' | 'teacher'), ``hyper_parameters``, ``state_dict`` (official layout),
 ``inputs`` (template, online_template, search) and ``outputs``. A crop file (``kind == 'crops'``) holds an RGB
-image with crop and clipping cases. Each check yields ``(name, max_abs_error, tolerance)`` rows; a row fails when
+image with crop and clipping cases. A losses file (``kind == 'losses'``) holds CIoU cases (with the gradient) and
+stage-1 KL cases of the official training code. Each check yields ``(name, max_abs_error, tolerance)`` rows; a row fails when
 its error exceeds ``1e-4 * max(1, largest magnitude of the reference)``.
 """
 from __future__ import annotations
@@ -114,10 +115,42 @@ def check_crop_file(data: dict) -> list[Comparison]:
     return rows
 
 
+def check_losses_file(data: dict) -> list[Comparison]:
+    """CIoU (loss, IoU, gradient) and the stage-1 KL (corner marginals, KL). Where the official CIoU is 0/0 (case
+    ``same``: prediction equal to target, NaN there) ours is compared with the limit: loss 0, IoU 1."""
+    from .train.losses import ciou_loss, corner_marginals, side_kl
+
+    rows = []
+    for name, case in data["ciou"].items():
+        pred = case["pred_xyxy"].clone().requires_grad_(True)
+        loss, iou = ciou_loss(pred, case["target_xyxy"])
+        loss.backward()
+        if name == "same":
+            rows += [compare("ciou[same].loss", loss, torch.zeros(())),
+                     compare("ciou[same].iou", iou, torch.ones_like(case["iou"]))]
+            continue
+        rows += [compare(f"ciou[{name}].loss", loss, case["loss"]), compare(f"ciou[{name}].iou", iou, case["iou"]),
+                 compare(f"ciou[{name}].grad", pred.grad, case["grad_pred"])]
+    for name, case in data["kl"].items():
+        marginals = corner_marginals(case["prob_tl"], case["prob_br"])
+        rows += [compare(f"kl[{name}].marginals", marginals, case["marginals"]),
+                 compare(f"kl[{name}].kl", side_kl(case["student_logits"], marginals), case["kl"])]
+    return rows
+
+
+def load_golden_file(path: str | Path) -> dict:
+    """Read a golden file with ``weights_only=True``; numpy arrays (the crop cases) are the only globals allowed."""
+    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, *{type(np.dtype(t)) for t in "?bBhHiIlLqQefdgFDG"}]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def check_golden_file(path: str | Path, fast_path: bool = False) -> list[Comparison]:
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    data = load_golden_file(path)
     if data.get("kind") == "crops":
         return check_crop_file(data)
+    if data.get("kind") == "losses":
+        return check_losses_file(data)
     if data.get("kind") in ("student", "teacher"):
         return check_model_file(data, fast_path)
     raise ValueError(f"{path}: unknown golden file kind {data.get('kind')!r}")

@@ -1,15 +1,19 @@
 """End-to-end runs of tools/analyze.py on tiny LaSOT and GOT-10k val copies written in the benchmarks' formats."""
 from __future__ import annotations
 
+import csv
 import json
+import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mixformerv2.evaluation.report import format_table, load_paper_results, paper_rows
+from mixformerv2.data.registry import list_datasets
+from mixformerv2.evaluation.report import COLUMNS, GOT10K_COLUMNS, format_table, load_paper_results, paper_rows
 from mixformerv2.evaluation.results import (ResultFileError, find_result_files, load_sequence_results,
                                            read_result_file)
 
@@ -98,8 +102,9 @@ def test_lasot_end_to_end_values_json_and_plots(lasot_setup):
     assert a["op50"] == a["op75"] == pytest.approx(62.5)
     assert a["precision"] == pytest.approx(87.5) and a["norm_precision"] == pytest.approx(62.5)
     assert len(a["success_curve"]) == 21 and len(a["precision_curve"]) == len(a["norm_precision_curve"]) == 51
-    assert "MixFormerV2-B [paper]" in out.stdout and report["paper"]["MixFormerV2-B"]["auc"] == 70.6
-    assert all(row["source"] for row in report["paper_sources"])
+    assert report["paper"] == paper_rows("lasot")  # the packaged numbers of this benchmark, as the report reads them
+    assert report["paper_sources"] == [{k: row[k] for k in ("tracker", "metric", "source")}
+                                       for row in load_paper_results("lasot")]
     for kind in ("success", "precision", "norm_precision"):
         assert (tmp / "plots" / f"lasot_{kind}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -111,9 +116,9 @@ def test_missing_sequence_is_an_error_naming_it_unless_allow_incomplete(lasot_se
     out = run_analyze("--dataset", "lasot", "--root", root, "--results", results, "--trackers", "A", "B",
                       "--allow-incomplete", "--json", tmp / "r.json", "--protocol", "toolkit")
     assert out.returncode == 0, out.stderr
-    assert "1 of 2 sequences left out" in out.stdout
     report = json.loads((tmp / "r.json").read_text())
-    assert report["num_sequences"] == 1 and report["missing"] == {"A": [], "B": ["cat-2"]}
+    assert (report["num_sequences"], report["num_sequences_total"]) == (1, 2)
+    assert report["missing"] == {"A": [], "B": ["cat-2"]}
     for tracker in ("A", "B"):
         assert report["trackers"][tracker]["auc"] == pytest.approx(100 * 15 / 21)
 
@@ -138,7 +143,8 @@ def test_got10k_val_end_to_end(tmp_path):
     t = report["trackers"]["T"]
     # pooled IoUs over frames 1.. with cover > 0: [1, 0.5] and [0, 1]
     assert t["ao"] == pytest.approx(62.5) and t["sr50"] == pytest.approx(50) and t["sr75"] == pytest.approx(50)
-    assert "AO" in out.stdout and (tmp_path / "plots" / "got10k_val_success.png").is_file()
+    assert report["num_sequences"] == 2 and set(t) >= {"ao", "sr50", "sr75", "success_curve"}
+    assert (tmp_path / "plots" / "got10k_val_success.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_got10k_val_matches_the_got10k_toolkit(tmp_path, monkeypatch):
@@ -204,14 +210,54 @@ def test_result_layouts(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- paper numbers
 
-def test_paper_numbers_match_benchmarks_md():
-    b, s = paper_rows("lasot")["MixFormerV2-B"], paper_rows("lasot")["MixFormerV2-S"]
-    assert (b["auc"], b["norm_precision"], b["precision"]) == (70.6, 80.8, 76.2)
-    assert (s["auc"], s["norm_precision"], s["precision"]) == (60.6, 69.9, 60.4)
-    assert paper_rows("tnl2k")["MixFormerV2-B"]["auc"] == 56.7
-    assert paper_rows("tnl2k")["MixFormerV2-B (v1/README)"]["auc"] == 57.4
-    assert paper_rows("trackingnet")["MixFormerV2-S"] == {"auc": 75.8, "norm_precision": 81.1, "precision": 70.4}
-    assert paper_rows("uav123")["MixFormerV2-B"] == {"auc": 69.9, "precision": 92.1}
-    assert all(row["source"] for row in load_paper_results())
-    table = format_table({"mine": {"auc": 1.0, "precision": 2.0}}, paper_rows("lasot_ext"))
-    assert "MixFormerV2-S [paper]" in table and "43.60" in table
+def _packaged_tsv_rows() -> list[dict]:
+    """paper_results.tsv read with the csv module alone, independently of the report code."""
+    text = resources.files("mixformerv2.evaluation").joinpath("paper_results.tsv").read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+def test_paper_table_is_well_formed():
+    rows = load_paper_results()
+    assert len(rows) == len(_packaged_tsv_rows()) > 0
+    keys = [(row["tracker"], row["dataset"], row["metric"]) for row in rows]
+    assert len(keys) == len(set(keys))  # one number per tracker, benchmark and metric
+    table_metrics = {key for key, _ in COLUMNS + GOT10K_COLUMNS}
+    for row in rows:
+        assert row["dataset"] in list_datasets(), row  # a registry name, or no report would ever show it
+        assert row["metric"] in table_metrics, row  # a metric without a table column would be dropped silently
+        assert 0.0 < row["value"] <= 100.0, row  # every published metric is a percentage
+        assert row["source"].strip(), row
+
+
+def test_paper_rows_hold_exactly_the_tsv_rows_of_their_benchmark():
+    tsv = _packaged_tsv_rows()
+    for dataset in {row["dataset"] for row in tsv}:
+        mine = [row for row in tsv if row["dataset"] == dataset]
+        grouped = paper_rows(dataset)
+        assert sum(len(metrics) for metrics in grouped.values()) == len(mine)
+        for row in mine:
+            assert grouped[row["tracker"]][row["metric"]] == float(row["value"])
+    assert paper_rows("otb100") == {}  # registered, but no published number in the table
+
+
+@pytest.mark.xfail(strict=True, reason="paper_rows returns {} for a name that is not a registered dataset, so a "
+                                       "misspelt benchmark silently shows no published numbers")
+def test_paper_rows_of_an_unknown_benchmark_is_an_error():
+    with pytest.raises(ValueError, match="lasott"):
+        paper_rows("lasott")
+
+
+def test_format_table_puts_each_paper_value_under_its_metric():
+    paper = paper_rows("lasot_ext")
+    lines = format_table({"mine": {"auc": 12.345, "precision": 2.0}}, paper).splitlines()
+    header = re.split(r"\s{2,}", lines[0].strip())
+    assert header == ["Tracker"] + [name for _, name in COLUMNS]
+    rows = {}
+    for line in lines[1:]:
+        name, *cells = re.split(r"\s{2,}", line.strip())
+        rows[name] = dict(zip(header[1:], cells, strict=True))
+    assert rows.pop("mine") == {"AUC": "12.35", "OP50": "-", "OP75": "-", "Prec": "2.00", "NormPrec": "-"}
+    assert sorted(rows) == sorted(f"{tracker} [paper]" for tracker in paper)
+    for tracker, values in paper.items():
+        for key, column in COLUMNS:
+            assert rows[f"{tracker} [paper]"][column] == (f"{values[key]:.2f}" if key in values else "-")

@@ -1,8 +1,7 @@
 """The dataset checker finds each planted problem and exits 1; a clean copy exits 0."""
 from __future__ import annotations
 
-import subprocess
-import sys
+import runpy
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,23 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_dataset.py"
 AIRPLANE = Path("airplane") / "airplane-1"
 
 
-def run_tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=60)
+def run_tool(*args: str) -> int:
+    """tools/check_dataset.py run in this process; returns its exit status."""
+    return runpy.run_path(str(TOOL))["main"](list(args))
+
+
+def assert_found(report, kind: str, *expected: tuple[str, str]) -> None:
+    """The problems of ``kind`` are exactly ``expected`` (sequence, text its message contains), in order."""
+    problems = report.examples[kind]
+    assert [p.sequence for p in problems] == [sequence for sequence, _ in expected], problems
+    for problem, (_, text) in zip(problems, expected):
+        assert text in problem.message, problem
 
 
 def test_clean_copy_passes(tmp_path):
     report = check_dataset(LaSOT(fx.make_lasot(tmp_path)), check_images=True)
     assert report.ok and report.num_sequences == 2 and report.num_frames == 7
-    assert "no problems found" in report.summary()
+    assert dict(report.counts) == {} and dict(report.examples) == {}
 
 
 def test_missing_frame(tmp_path):
@@ -32,7 +40,7 @@ def test_missing_frame(tmp_path):
     (tmp_path / AIRPLANE / "img" / "00000003.jpg").unlink()
     report = check_dataset(LaSOT(tmp_path))
     assert dict(report.counts) == {"missing_frame": 1}
-    assert "00000003.jpg: frame 2 is missing" in report.examples["missing_frame"][0].message
+    assert_found(report, "missing_frame", ("airplane-1", "00000003.jpg: frame 2 is missing"))
 
 
 def test_corrupt_frame_needs_decoding(tmp_path):
@@ -41,7 +49,7 @@ def test_corrupt_frame_needs_decoding(tmp_path):
     assert check_dataset(LaSOT(tmp_path)).ok
     report = check_dataset(LaSOT(tmp_path), check_images=True)
     assert dict(report.counts) == {"unreadable_frame": 1}
-    assert "00000002.jpg: frame 1 cannot be decoded" in report.summary()
+    assert_found(report, "unreadable_frame", ("airplane-1", "00000002.jpg: frame 1 cannot be decoded"))
 
 
 def test_nan_row(tmp_path):
@@ -49,7 +57,7 @@ def test_nan_row(tmp_path):
     fx.write_text(tmp_path / AIRPLANE / "groundtruth.txt", "1,2,3,4\nNaN,NaN,NaN,NaN\n0,0,0,0\n9,10,11,12\n")
     report = check_dataset(LaSOT(tmp_path))
     assert dict(report.counts) == {"bad_row": 1}
-    assert "groundtruth.txt: line 2: NaN row" in report.summary()
+    assert_found(report, "bad_row", ("airplane-1", "groundtruth.txt: line 2: NaN row"))
 
 
 def test_ground_truth_length_mismatch(tmp_path):
@@ -57,11 +65,11 @@ def test_ground_truth_length_mismatch(tmp_path):
     fx.write_image(tmp_path / AIRPLANE / "img" / "00000005.jpg")
     report = check_dataset(LaSOT(tmp_path))
     assert dict(report.counts) == {"length_mismatch": 1}
-    assert "5 '.jpg' files but 4 ground-truth rows" in report.summary()
+    assert_found(report, "length_mismatch", ("airplane-1", "5 '.jpg' files but 4 ground-truth rows"))
     fx.write_text(tmp_path / AIRPLANE / "groundtruth.txt", "1,2,3,4\n5,6,7,8\n0,0,0,0\n")
     report = check_dataset(LaSOT(tmp_path))
     assert dict(report.counts) == {"length_mismatch": 1}
-    assert "full_occlusion.txt: has 4 rows but groundtruth.txt has 3" in report.summary()
+    assert_found(report, "length_mismatch", ("airplane-1", "full_occlusion.txt: has 4 rows but groundtruth.txt has 3"))
 
 
 def test_missing_sequence_and_bad_box(tmp_path):
@@ -70,9 +78,8 @@ def test_missing_sequence_and_bad_box(tmp_path):
     fx.write_text(tmp_path / "rubicCube" / "rubicCube-1" / "groundtruth.txt", "3,4,5,6\n4,5,0,7\n5,6,7,8\n")
     report = check_dataset(LaSOT(tmp_path))
     assert dict(report.counts) == {"missing_sequence": 1, "bad_box": 1}
-    summary = report.summary()
-    assert "cat-3:" in summary and "groundtruth.txt: ground-truth file is missing" in summary
-    assert "rubicCube-1: frame 1: box [4.0, 5.0, 0.0, 7.0] has no area" in summary
+    assert_found(report, "missing_sequence", ("cat-3", "groundtruth.txt: ground-truth file is missing"))
+    assert_found(report, "bad_box", ("rubicCube-1", "frame 1: box [4.0, 5.0, 0.0, 7.0] has no area"))
 
 
 def test_gaps_in_listed_frames(tmp_path):
@@ -80,7 +87,7 @@ def test_gaps_in_listed_frames(tmp_path):
     (tmp_path / "TEST" / "frames" / "vidTest_0" / "7.jpg").unlink()
     report = check_dataset(TrackingNet(tmp_path))
     assert dict(report.counts) == {"missing_frame": 1}
-    assert "no frame numbered 7 between 0 and 11" in report.summary()
+    assert_found(report, "missing_frame", ("vidTest_0", "no frame numbered 7 between 0 and 11"))
 
 
 def test_got10k_train_copy_is_clean(tmp_path):
@@ -88,16 +95,16 @@ def test_got10k_train_copy_is_clean(tmp_path):
     assert report.ok, report.summary()
 
 
-def test_tool_exit_status(tmp_path):
+def test_tool_prints_the_report_and_exits_by_it(tmp_path, capsys):
     fx.make_lasot(tmp_path)
-    clean = run_tool("--dataset", "lasot", "--root", str(tmp_path), "--check-images")
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "2 sequences, 7 frames checked" in clean.stdout and "no problems found" in clean.stdout
+    assert run_tool("--dataset", "lasot", "--root", str(tmp_path), "--check-images") == 0
+    assert capsys.readouterr().out == check_dataset(LaSOT(tmp_path), check_images=True).summary() + "\n"
     (tmp_path / AIRPLANE / "img" / "00000001.jpg").unlink()
-    broken = run_tool("--dataset", "lasot", "--root", str(tmp_path))
-    assert broken.returncode == 1 and "missing_frame: 1" in broken.stdout
-    missing_root = run_tool("--dataset", "got10k_val", "--root", str(tmp_path / "nothing"))
-    assert missing_root.returncode == 1 and "list.txt" in missing_root.stdout
+    assert run_tool("--dataset", "lasot", "--root", str(tmp_path)) == 1
+    assert capsys.readouterr().out == check_dataset(LaSOT(tmp_path)).summary() + "\n"
+    assert run_tool("--dataset", "got10k_val", "--root", str(tmp_path / "nothing")) == 1
+    printed = capsys.readouterr()
+    assert "list.txt" in printed.out + printed.err  # the error names the file it needs
 
 
 @pytest.mark.parametrize("name, maker", [("tnl2k", fx.make_tnl2k), ("coco", fx.make_coco)])

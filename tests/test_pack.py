@@ -131,19 +131,24 @@ def test_pack_refuses_incomplete_results(tmp_path):
     assert not out.exists()
 
 
-def test_cli_pack_then_check(tmp_path, capsys):
+def test_cli_packs_what_the_library_packs_and_reports_the_validators_problems(tmp_path, capsys):
     tool = load_tool("pack")
     _write_results(tmp_path / "results", GOT)
     out = tmp_path / "sub.zip"
     common = ["--expected-count", "3"]
     assert tool.main(["got10k", "--results", str(tmp_path / "results"), "--out", str(out), *common]) == 0
+    assert pack("got10k", tmp_path / "results", tmp_path / "library.zip", Expectation(3)) == []
+    assert _members(out) == _members(tmp_path / "library.zip")
     assert tool.main(["--check", str(out), *common]) == 0
-    assert "valid got10k submission" in capsys.readouterr().out
     members = _members(out)
     members[BOX] = _replace_line(members[BOX], 0, "1,2,nan,4")
     broken = _broken(tmp_path, members, lambda m: None)
+    problems = check_submission(broken, "got10k", Expectation(3))
+    assert problems
+    capsys.readouterr()
     assert tool.main(["--check", str(broken), "--kind", "got10k", *common]) == 1
-    printed = capsys.readouterr().out
-    assert "NaN" in printed and BOX in printed
+    printed = capsys.readouterr().out.splitlines()
+    assert all(problem in printed for problem in problems)  # every problem the validator finds, one per line
     assert tool.main(["--check", str(tmp_path / "nothing.zip")]) == 1
-    assert "not a readable zip" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "nothing.zip" in printed.out + printed.err  # the error names the file

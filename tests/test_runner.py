@@ -13,6 +13,9 @@ import yaml
 from mixformerv2.config import ModelConfig, load_config
 from mixformerv2.data.registry import get_dataset
 from mixformerv2.data.synthetic import generate_all
+from mixformerv2.evaluation.protocols import eval_sequence, evaluate_tracker, get_rules
+from mixformerv2.evaluation.report import paper_rows
+from mixformerv2.evaluation.results import read_result_file
 from mixformerv2.models import build_model, save_checkpoint
 from mixformerv2.tracking.runner import (RunMismatchError, format_boxes, make_manifest, run_sequences,
                                          track_sequence)
@@ -196,6 +199,7 @@ def test_demo_writes_video_and_csv(setup, tmp_path):
     rows = (tmp_path / "demo.csv").read_text().splitlines()
     assert rows[0] == "frame,x,y,w,h,score" and len(rows) == len(seq) + 1
     assert rows[1].endswith(",") and 0.0 <= float(rows[2].split(",")[-1]) <= 1.0
+    np.testing.assert_allclose([float(v) for v in rows[1].split(",")[1:5]], seq.init_box_xywh)  # frame 0: init box
     capture = cv2.VideoCapture(str(out))
     frames = 0
     while capture.read()[0]:
@@ -208,14 +212,24 @@ def test_demo_writes_video_and_csv(setup, tmp_path):
     assert len((tmp_path / "again.csv").read_text().splitlines()) == len(seq) + 1
 
 
-def test_reproduce_scores_local_benchmarks(setup, tmp_path, capsys):
+def test_reproduce_scores_the_files_it_wrote_and_sets_the_paper_beside_them(setup, tmp_path):
     reproduce = load_tool("reproduce")
     code = reproduce.main(["--config", str(setup["config"]), "--checkpoint", str(setup["ckpt"][0]),
                            "--datasets", "lasot", "--root-lasot", str(setup["data"]), "--results", str(tmp_path),
                            "--run", "r", "--device", "cpu", "--paper-tracker", "MixFormerV2-B"])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "lasot" in printed and "auc" in printed and "70.6" in printed  # ours beside the paper's
     report = json.loads((tmp_path / "r" / "reproduce.json").read_text())
-    assert report["datasets"]["lasot"]["status"] == "scored"
-    assert 0.0 <= report["datasets"]["lasot"]["scores"]["auc"] <= 100.0
+    assert report["paper_tracker"] == "MixFormerV2-B" and report["datasets"]["lasot"]["status"] == "scored"
+    scores = report["datasets"]["lasot"]["scores"]
+    # the pytracking protocol over its own result files, truncated toward zero as the official runner saves them
+    sequences = list(get_dataset("lasot", root=setup["data"]))
+    runs = [[np.trunc(read_result_file(tmp_path / "r" / "lasot" / f"{s.name}.txt"))] for s in sequences]
+    expected = evaluate_tracker(get_rules("lasot"), [eval_sequence(s, "lasot") for s in sequences], runs,
+                                "pytracking")
+    assert set(scores) == {"auc", "norm_precision", "precision"}
+    assert scores == pytest.approx({k: expected[k] for k in scores}, abs=1e-9)
+    table = reproduce.comparison_table(report["datasets"], "MixFormerV2-B").splitlines()
+    ours, paper, diff = next(map(float, line.split()[2:]) for line in table if line.split()[:2] == ["lasot", "auc"])
+    published = paper_rows("lasot")["MixFormerV2-B"]["auc"]
+    assert ours == pytest.approx(scores["auc"], abs=0.05) and paper == pytest.approx(published, abs=0.05)
+    assert diff == pytest.approx(scores["auc"] - published, abs=0.05)
