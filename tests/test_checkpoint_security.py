@@ -52,8 +52,10 @@ class Payload:
 def payloads(marker):
     """Each creates ``marker`` if it is ever called."""
     touch = f"open({str(marker)!r}, 'w').close()"
-    return {"os.system": Payload(os.system, f"touch {marker}"), "exec": Payload(builtins.exec, touch),
-            "eval": Payload(builtins.eval, touch), "subprocess.Popen": Payload(subprocess.Popen, ["touch", str(marker)])}
+    return {"os.system": Payload(os.system, f"touch {marker}"),
+            "exec": Payload(builtins.exec, touch),
+            "eval": Payload(builtins.eval, touch),
+            "subprocess.Popen": Payload(subprocess.Popen, ["touch", str(marker)])}
 
 
 def write_file(obj, path, fmt: str, protocol: int) -> None:
