@@ -93,24 +93,6 @@ def test_official_format_checkpoint_round_trip(tmp_path):
         assert torch.equal(model(*inputs).box_xyxy_norm, fresh(*inputs).box_xyxy_norm)
 
 
-class ForeignSettings:
-    """Stands for the official code base's pickled ``settings`` object."""
-
-
-def test_checkpoint_with_foreign_pickled_objects_loads(tmp_path, monkeypatch):
-    import types
-    module = types.ModuleType("lib_train_admin_settings")
-    ForeignSettings.__module__ = module.__name__
-    module.ForeignSettings = ForeignSettings
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    model = build_model(ModelConfig(depth=1, **TINY))
-    path = tmp_path / "official.pth.tar"
-    torch.save({"net": model.state_dict(), "settings": ForeignSettings(), "epoch": 7}, path)
-    monkeypatch.delitem(sys.modules, module.__name__)
-    ckpt = load_checkpoint(build_model(ModelConfig(depth=1, **TINY)), path)
-    assert ckpt["epoch"] == 7
-
-
 @pytest.mark.parametrize("online", ["one", "two"])
 def test_cached_path_equals_full_forward(online):
     cfg = ModelConfig(depth=3, **TINY)

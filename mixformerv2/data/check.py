@@ -8,7 +8,8 @@ Problem kinds:
   * ``length_mismatch``: ground truth, flag files and frames that disagree in length (including image files in a
     sequence folder beyond the ground-truth rows);
   * ``missing_frame``: a frame file that does not exist (or a gap in numbered frame names);
-  * ``unreadable_frame``: a frame that cannot be decoded (only with ``check_images=True``, which decodes every frame);
+  * ``unreadable_frame``: a frame that cannot be decoded or is cut short (only with ``check_images=True``, which
+    decodes every frame with the reader that training and tracking use);
   * ``bad_box``: a zero or negative size on a frame the benchmark's own flags call present (LaSOT occlusion and
     out-of-view, GOT-10k absence and cover). Benchmarks without such flags mark absence with ``0,0,0,0`` or NaN rows,
     which are not problems.
@@ -21,13 +22,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from mixformerv2.data.datasets.annotations import AnnotationError
 from mixformerv2.data.datasets.base import DatasetReader, FrameList
-from mixformerv2.data.sequence import Sequence
+from mixformerv2.data.sequence import FrameError, Sequence, read_frame_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,12 @@ def _check_frames(report: CheckReport, sequence: Sequence, listings: _FolderList
         for index, file_name in frames:
             if file_name not in present:
                 report.add("missing_frame", sequence.name, f"{folder / file_name}: frame {index} is missing")
-            elif check_images and cv2.imread(str(folder / file_name), cv2.IMREAD_COLOR) is None:
-                report.add("unreadable_frame", sequence.name, f"{folder / file_name}: frame {index} cannot be decoded")
+            elif check_images:
+                try:
+                    read_frame_rgb(folder / file_name)
+                except OSError as error:  # decoded exactly as training and tracking will, truncation included
+                    reason = error.reason if isinstance(error, FrameError) else str(error)
+                    report.add("unreadable_frame", sequence.name, f"{folder / file_name}: frame {index} {reason}")
         _check_numbering(report, sequence.name, folder, [name for _, name in frames])
         if whole_folder and frames:
             suffix = os.path.splitext(frames[0][1])[1]

@@ -1,7 +1,8 @@
 """Checkpoints: reading official files, strict loading with explanations, saving, layer removal, MAE init.
 
 Official training checkpoints (``*.pth.tar``) keep the weights under ``'net'`` and also pickle a ``settings``
-object of the official code base; they are read here without that code (unknown classes become stubs).
+object of the official code base; they are read here without that code and without running any code from the file
+(``torch.load(weights_only=True)``; the official classes, and only those, become inert stubs).
 MAE files keep the weights under ``'model'``.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import math
 import pickle
 import re
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config.schema import ModelConfig
-from ..utils.io import atomic_write_bytes
+from ..utils.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -30,54 +33,117 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
 
-class _Stub:
-    """Stand-in for classes of the official code base pickled inside its checkpoints."""
+class _OfficialObject:
+    """Inert stand-in for an object of the official code base (its ``Settings``, statistics meters, ...).
+
+    Creating one runs no code of the file's choosing: arguments are ignored and the pickled state is only stored
+    (a dict state becomes attributes, anything else sits under ``state``)."""
+
+    official_name = "?"
 
     def __init__(self, *args, **kwargs):
         pass
 
     def __setstate__(self, state):
-        self.__dict__["state"] = state
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.__dict__["state"] = state
+
+    def __repr__(self) -> str:
+        return f"<stub of {self.official_name}>"
 
 
-class _StubUnpickler(pickle.Unpickler):
-    _TRUSTED = ("torch", "collections", "numpy", "builtins", "copyreg", "_codecs")
+# The only classes beyond plain tensors and containers that the official training checkpoints pickle: the
+# ``settings`` object with its ``env`` paths, and the meters in ``stats``. Each is read as an inert stub of its own.
+_OFFICIAL_CLASSES = (
+    "lib.train.admin.settings.Settings",
+    "lib.train.admin.local.EnvironmentSettings",
+    "lib.train.admin.stats.AverageMeter",
+    "lib.train.admin.stats.StatValue",
+)
+_OFFICIAL_STUBS = [(type(name.rsplit(".", 1)[1], (_OfficialObject,), {"official_name": name}), name)
+                   for name in _OFFICIAL_CLASSES]
 
-    def find_class(self, module, name):
-        if module.split(".")[0] in self._TRUSTED:
-            return super().find_class(module, name)
-        return _Stub
+# What torch.load raises on a file that is empty, cut short, random bytes or refused by the weights-only unpickler.
+_UNREADABLE = (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError, IndexError, KeyError, TypeError,
+               AttributeError, struct.error, OverflowError)
+_GLOBAL_NAME = re.compile(r"GLOBAL (\S+)")
 
 
-class _StubPickleModule:
-    """A ``pickle_module`` for ``torch.load`` that replaces foreign classes with ``_Stub``."""
+def _load_weights_only(path: Path):
+    with warnings.catch_warnings():  # a file in another pickle protocol fails below with its own one-line error
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
-    Unpickler = _StubUnpickler
-    load = staticmethod(pickle.load)
-    __name__ = "stub_pickle"
+
+def _why(err: BaseException) -> str:
+    """One line saying why torch.load failed: the refused global if there is one, else the first line of the
+    unpickler's own reason."""
+    text = str(err)
+    refused = _GLOBAL_NAME.search(text)
+    if refused:
+        return f"refused to unpickle {refused.group(1).rstrip('.,')} (only tensors, containers and the official " \
+               "code's settings objects are read)"
+    lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+    reason = f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
+    if "Unsupported operand" in reason:
+        reason += " (not written by torch.save with its default pickle protocol 2?)"
+    return reason
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint file onto the CPU. Raises ``CheckpointError`` naming the file if it is missing,
-    truncated or not a checkpoint."""
+    """Read a checkpoint file onto the CPU without running code from it.
+
+    Only tensors, plain containers and numbers are unpickled (``torch.load(weights_only=True)``). Official training
+    files also pickle their ``settings`` and statistics objects; for those exactly the classes in
+    ``_OFFICIAL_CLASSES`` are allowed, as inert stubs, and a warning says so. Anything else (a missing, empty,
+    truncated or corrupt file, or one that asks for any other global such as ``os.system``) raises one
+    ``CheckpointError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        raise CheckpointError(f"{path}: checkpoint file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        first_error = err
-    try:  # official files pickle objects of their own code base: retry with stubs for those classes
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_StubPickleModule)
-    except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable; say which and why
-        reason = str(first_error).splitlines()[0] if first_error else str(err)
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else reason}") from None
+        return _load_weights_only(path)
+    except pickle.UnpicklingError as err:
+        if not any(name in str(err) for name in _OFFICIAL_CLASSES):
+            raise CheckpointError(f"{path}: not a loadable checkpoint: {_why(err)}") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: checkpoint file cannot be read: {err.strerror or err}") from None
+    except _UNREADABLE as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {_why(err)}") from None
+    try:
+        with torch.serialization.safe_globals(_OFFICIAL_STUBS):
+            obj = _load_weights_only(path)
+    except _UNREADABLE as err:
+        raise CheckpointError(f"{path}: not a loadable checkpoint: {_why(err)}") from None
+    logger.warning("%s: read with stubs for the official code's pickled objects (%s); only the weights and plain "
+                   "values of that file are used", path, ", ".join(n.rsplit(".", 1)[1] for n in _OFFICIAL_CLASSES))
+    return obj
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor], path: str | Path = "<checkpoint>") -> dict:
+    """Keys without the wrapper prefixes ``module.`` (DDP) and ``_orig_mod.`` (torch.compile), in any nesting and
+    order (``module._orig_mod.module.backbone.x`` -> ``backbone.x``); values and key order unchanged. Raises
+    ``CheckpointError`` naming ``path`` when two keys become one."""
+    clean: dict = {}
+    origin: dict[str, str] = {}
+    for key, value in state_dict.items():
+        name = key
+        while name.startswith(_PREFIXES):
+            name = name.split(".", 1)[1]  # every prefix is one dotted component
+        if name in clean:
+            raise CheckpointError(f"{path}: keys {origin[name]!r} and {key!r} both become {name!r} without the "
+                                  "module./_orig_mod. wrapper prefixes")
+        clean[name], origin[name] = value, key
+    return clean
 
 
 def unwrap_state_dict(obj, path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:
     """The weights inside a checkpoint object: ``'net'`` (official), ``'model'`` (MAE/ours) or ``'state_dict'``,
-    or the object itself; DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes removed."""
+    or the object itself; DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes removed (``strip_prefixes``)."""
     if isinstance(obj, Mapping):
         for key in ("net", "model", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -85,13 +151,7 @@ def unwrap_state_dict(obj, path: str | Path = "<checkpoint>") -> dict[str, torch
                 break
     if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):
         raise CheckpointError(f"{path}: no state dict found (expected weights under 'net', 'model' or 'state_dict')")
-    clean = {}
-    for key, value in obj.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        clean[key] = value
-    return clean
+    return strip_prefixes(obj, path)
 
 
 def infer_model_fields(state_dict: Mapping[str, torch.Tensor], patch_size: int = 16) -> dict:
@@ -170,12 +230,12 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> None:
-    """Write ``{'net': state_dict, 'net_type': 'MixFormer', **extra}`` (the official layout) atomically."""
-    import io
+    """Write ``{'net': state_dict, 'net_type': 'MixFormer', **extra}`` (the official layout), streamed into a
+    temporary file that replaces ``path`` once complete and fsynced (``atomic_open``).
 
-    buffer = io.BytesIO()
-    torch.save({"net": model.state_dict(), "net_type": "MixFormer", **extra}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    ``extra`` must hold only tensors, plain containers, numbers and strings: ``read_checkpoint`` reads nothing else."""
+    with atomic_open(path) as f:
+        torch.save({"net": model.state_dict(), "net_type": "MixFormer", **extra}, f)
 
 
 def remove_layers(state_dict: Mapping[str, torch.Tensor], layers: Iterable[int]) -> dict[str, torch.Tensor]:
