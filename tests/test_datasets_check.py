@@ -97,7 +97,7 @@ def test_tool_exit_status(tmp_path):
     broken = run_tool("--dataset", "lasot", "--root", str(tmp_path))
     assert broken.returncode == 1 and "missing_frame: 1" in broken.stdout
     missing_root = run_tool("--dataset", "got10k_val", "--root", str(tmp_path / "nothing"))
-    assert missing_root.returncode == 1 and "list.txt" in missing_root.stdout
+    assert missing_root.returncode == 2 and "list.txt" in missing_root.stderr  # cannot be opened: input error
 
 
 @pytest.mark.parametrize("name, maker", [("tnl2k", fx.make_tnl2k), ("coco", fx.make_coco)])

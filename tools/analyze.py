@@ -24,6 +24,8 @@ from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_seq
 from mixformerv2.evaluation.report import (format_table, load_paper_results, paper_rows, plot_curves,
                                           write_json)
 from mixformerv2.evaluation.results import collect_results
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("analyze")
 
@@ -31,7 +33,7 @@ _MAX_LISTED = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = make_parser(__doc__)
     p.add_argument("--dataset", required=True, help="registry name: lasot, lasot_ext, tnl2k, got10k_val, uav123, "
                                                      "otb100, nfs")
     p.add_argument("--root", help="dataset root (default: the registry's root resolution)")
@@ -68,9 +70,10 @@ def load_sequences(args: argparse.Namespace) -> list:
     return sequences
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.WARNING)
     try:
         rules = get_rules(args.dataset)
         sequences = load_sequences(args)
