@@ -207,6 +207,8 @@ def test_cli_main_statuses(capsys):
         main(["bug"])
     with pytest.raises(UserError):
         main(["user", "--debug"])
+    with pytest.raises(UserError):
+        main(["user", "--deb"])  # argparse accepts the abbreviation, so does cli_main
 
 
 def test_user_error_classes_exist():

@@ -56,6 +56,11 @@ def error_line(err: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _wants_debug(argv) -> bool:
+    """``--debug`` among the arguments, also abbreviated as argparse accepts it (``--deb``)."""
+    return any(len(arg) >= 5 and "--debug".startswith(arg) for arg in argv)
+
+
 def cli_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Decorate a tool's ``main(argv=None)``: returns its exit status (None -> 0); a user error (see
     ``user_error_types``) prints ``<tool>: error: <message>`` as one line on stderr and returns 2; Ctrl-C returns
@@ -64,18 +69,18 @@ def cli_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[s
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
-        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        debug = _wants_debug(sys.argv[1:] if argv is None else argv)
         try:
             status = main(argv)
         except KeyboardInterrupt:
             if debug:
                 raise
-            print(f"{prog}: interrupted", file=sys.stderr)
+            sys.stderr.write(f"{prog}: interrupted\n")
             return INTERRUPTED_STATUS
         except user_error_types() as err:  # evaluated when an exception arrives: sees the modules imported by then
             if debug:
                 raise
-            print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
+            sys.stderr.write(f"{prog}: error: {error_line(err)}\n")
             return USER_ERROR_STATUS
         return 0 if status is None else int(status)
 

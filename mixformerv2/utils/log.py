@@ -35,9 +35,8 @@ def setup_logging(level: int | str = logging.INFO, rank: int = 0, log_file: str 
     for handler in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = []
-    # without any handler, logging's last resort would still print warnings of every rank to stderr
-    handlers.append(_StderrHandler() if rank == 0 else logging.NullHandler())
+    # other ranks get a NullHandler: with no handler at all, logging's last resort would print their warnings
+    handlers: list[logging.Handler] = [_StderrHandler() if rank == 0 else logging.NullHandler()]
     if log_file is not None:
         path = Path(log_file) if rank == 0 else Path(f"{log_file}.rank{rank}")
         path.parent.mkdir(parents=True, exist_ok=True)
