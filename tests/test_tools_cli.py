@@ -154,6 +154,9 @@ def test_other_tools_user_errors(files, tmp_path, capsys):
     missing = tmp_path / "missing"
     cases = [
         ("check_dataset", ["--dataset", "got10k_val", "--root", str(missing)], str(missing)),
+        ("analyze", ["--dataset", "got10k_val", "--root", str(missing), "--results", str(tmp_path), "--trackers",
+                     "T"], str(missing)),
+        ("analyze", ["--dataset", "vot2020", "--results", str(tmp_path), "--trackers", "T"], "no evaluation rules"),
         ("pack", ["got10k", "--results", str(missing), "--out", str(tmp_path / "s.zip")], str(missing)),
         ("pack", ["--check", str(tmp_path / "s.zip"), "--kind", "got10k", "--root", str(missing)], str(missing)),
         ("reproduce", ["--config", str(missing / "c.yaml"), "--checkpoint", "x", "--device", "cpu"], "c.yaml"),
