@@ -21,7 +21,7 @@ parity: $(STAMP)
 	$(PY) tools/parity.py tests/data/golden/*.pt --fast-path
 
 profile: $(STAMP)
-	$(PY) tools/profile.py --config configs/mixformerv2_s.yaml --device cpu --threads 2
+	$(PY) tools/profile_model.py --config configs/mixformerv2_s.yaml --device cpu --threads 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

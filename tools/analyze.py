@@ -7,7 +7,8 @@ Result files: ``<results>/<tracker>/<sequence>.txt`` or ``<results>/<tracker>/<d
 also ``<sequence>/<sequence>_001.txt``), x,y,w,h per frame in the benchmark's own coordinates, separated by commas,
 tabs or spaces. ``--protocol pytracking`` (default) reproduces the pytracking/MixFormerV2 analysis that produced the
 published numbers; ``--protocol toolkit`` the official LaSOT/TNL2K MATLAB toolkits (OTB-100, UAV123, NfS: the got10k
-toolkit). GOT-10k val is scored as the got10k toolkit does (AO, SR0.5, SR0.75). Exit status 1 on any error.
+toolkit). GOT-10k val is scored as the got10k toolkit does (AO, SR0.5, SR0.75). Exit status 2 when the dataset
+cannot be read (one line on stderr), 1 when results are missing or malformed.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_seq
 from mixformerv2.evaluation.report import (format_table, load_paper_results, paper_rows, plot_curves,
                                           write_json)
 from mixformerv2.evaluation.results import collect_results
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.errors import UserError
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("analyze")
 
@@ -31,7 +35,7 @@ _MAX_LISTED = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = make_parser(__doc__)
     p.add_argument("--dataset", required=True, help="registry name: lasot, lasot_ext, tnl2k, got10k_val, uav123, "
                                                      "otb100, nfs")
     p.add_argument("--root", help="dataset root (default: the registry's root resolution)")
@@ -68,15 +72,15 @@ def load_sequences(args: argparse.Namespace) -> list:
     return sequences
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.WARNING)
     try:
         rules = get_rules(args.dataset)
         sequences = load_sequences(args)
     except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise UserError(err.args[0] if isinstance(err, KeyError) and err.args else str(err)) from err
     names = [s.name for s in sequences]
     found, problems = collect_results(args.results, args.trackers, args.dataset, names, args.truncate_int)
     bad = {t: p for t, p in problems.items() if p}

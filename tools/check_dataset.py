@@ -1,20 +1,24 @@
 """Verify a benchmark copy on disk: missing sequences and frames, unreadable frames, bad ground-truth rows and length
-mismatches. Prints a summary; exit status 1 when anything is wrong, 0 otherwise.
+mismatches. Prints a summary; exit status 1 when anything is wrong, 0 otherwise, 2 when the dataset cannot be
+opened at all (missing root or list file: one line on stderr).
 
     python tools/check_dataset.py --dataset lasot --root /data/lasot [--check-images]
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from mixformerv2.data.check import check_dataset
 from mixformerv2.data.registry import get_dataset, list_datasets
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.errors import UserError
+from mixformerv2.utils.log import setup_logging
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--dataset", required=True, choices=list_datasets(), help="registered dataset name")
     parser.add_argument("--root", help="dataset root (default: $MIXFORMERV2_<NAME>_ROOT, paths.yaml, data/<name>)")
     parser.add_argument("--split", help="split, for datasets that have several (lasot, tnl2k, coco)")
@@ -22,13 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=5, help="problems shown per kind")
     parser.add_argument("--verbose", action="store_true", help="log every problem as it is found")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.DEBUG if args.verbose or args.debug else logging.WARNING)
     try:
         reader = get_dataset(args.dataset, root=args.root, split=args.split)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"{args.dataset}: {error}")
-        return 1
+    except (FileNotFoundError, ValueError) as error:  # ValueError: the registry's (split, paths file)
+        raise UserError(f"{args.dataset}: {error}") from error
     report = check_dataset(reader, check_images=args.check_images, progress=sys.stderr.isatty())
     print(report.summary(max_examples=args.examples))
     return 0 if report.ok else 1

@@ -19,38 +19,53 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mixformerv2.boxes import check_box_xywh
 from mixformerv2.config import load_config
 from mixformerv2.data.sequence import read_frame_rgb
-from mixformerv2.tracking.tracker import build_tracker, default_device
+from mixformerv2.tracking.tracker import build_tracker
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.device import resolve_device
+from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("demo")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = make_parser(__doc__)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="input video file")
     source.add_argument("--frames", help="folder of frames (sorted by the number in the file name)")
     p.add_argument("--init-box", required=True, help="target in the first frame: x,y,w,h (pixels)")
-    p.add_argument("--config", required=True, help="model/tracker YAML")
+    add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="official-format checkpoint")
     p.add_argument("--out", default="demo_out.mp4", help="annotated video to write (mp4v)")
     p.add_argument("--csv", default=None, help="per-frame boxes and scores (default: --out with .csv)")
-    p.add_argument("--device", default=default_device(), help="torch device (default: cuda if available)")
+    add_device_arg(p)
     p.add_argument("--dataset", default=None, help="use this benchmark's tracker settings from the config")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the video's, or 30)")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--no-cache", action="store_true", help="full forward every frame")
     return p.parse_args(argv)
 
 
 def parse_box(text: str) -> list[float]:
-    values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
-        raise ValueError(f"--init-box {text!r}: expected x,y,w,h with positive w and h")
+    """``"x,y,w,h"`` (commas or spaces) -> four floats; ``UserError`` naming ``--init-box`` otherwise."""
+    try:
+        values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+        check_box_xywh(values, f"--init-box {text!r}")
+    except ValueError as err:
+        raise UserError(f"--init-box {text!r}: expected x,y,w,h, four finite numbers with positive w and h") from err
     return values
+
+
+def check_box_in_frame(box_xywh: list[float], frame: np.ndarray) -> None:
+    """``UserError`` when the initial box does not overlap the first frame (a typo or the wrong coordinates)."""
+    height, width = frame.shape[:2]
+    x, y, w, h = box_xywh
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise UserError(f"--init-box {x:g},{y:g},{w:g},{h:g} lies outside the first frame ({width}x{height})")
 
 
 def _frame_number(path: Path) -> tuple:
@@ -58,20 +73,30 @@ def _frame_number(path: Path) -> tuple:
     return (int(digits[-1]) if digits else -1, path.name)
 
 
-def folder_frames(folder: str | Path) -> Iterator[np.ndarray]:
-    """RGB frames of a folder, in the numeric order of their names."""
-    paths = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_frame_number)
+def frame_paths(folder: str | Path) -> list[Path]:
+    """Image files of a folder, in the numeric order of their names; ``UserError`` when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--frames {folder}: not a folder")
+    paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_frame_number)
     if not paths:
-        raise FileNotFoundError(f"{folder}: no image files")
-    for path in paths:
-        yield read_frame_rgb(path)
+        raise UserError(f"--frames {folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
 
 
-def video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video file (OpenCV decodes BGR; converted here)."""
+def open_video(path: str | Path) -> cv2.VideoCapture:
+    """An opened capture of a video file; ``UserError`` when the file is missing or OpenCV cannot open it."""
+    if not Path(path).is_file():
+        raise UserError(f"--video {path}: no such file")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise OSError(f"{path}: cannot open the video")
+        capture.release()
+        raise UserError(f"--video {path}: OpenCV cannot open it as a video")
+    return capture
+
+
+def video_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """RGB frames of an opened capture (OpenCV decodes BGR; converted here); releases it at the end."""
     try:
         while True:
             ok, frame_bgr = capture.read()
@@ -82,11 +107,13 @@ def video_frames(path: str | Path) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def video_fps(path: str | Path) -> float | None:
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
-    capture.release()
-    return fps if fps and fps > 0 else None
+def open_source(args) -> tuple[Iterator[np.ndarray], float | None]:
+    """(RGB frames, frame rate or None) of ``--video`` or ``--frames``, checked before the model is built."""
+    if args.frames:
+        return (read_frame_rgb(path) for path in frame_paths(args.frames)), None
+    capture = open_video(args.video)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return video_frames(capture), (fps if fps and fps > 0 else None)
 
 
 def draw(frame_rgb: np.ndarray, box_xywh, score: float | None, index: int) -> np.ndarray:
@@ -99,14 +126,16 @@ def draw(frame_rgb: np.ndarray, box_xywh, score: float | None, index: int) -> np
     return image
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
     init_box = parse_box(args.init_box)
+    device = resolve_device(args.device)
+    frames, video_fps = open_source(args)
+    fps = args.fps or video_fps or 30.0
     cfg = load_config(args.config, args.overrides)
-    tracker = build_tracker(cfg, args.checkpoint, args.device, dataset=args.dataset, cached=not args.no_cache)
-    frames = video_frames(args.video) if args.video else folder_frames(args.frames)
-    fps = args.fps or (video_fps(args.video) if args.video else None) or 30.0
+    tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset, cached=not args.no_cache)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")
@@ -115,6 +144,7 @@ def main(argv=None) -> int:
     try:
         for index, frame in enumerate(tqdm(frames, desc="demo", unit="frame")):
             if index == 0:
+                check_box_in_frame(init_box, frame)
                 tracker.initialize(frame, init_box)
                 box, score = init_box, None
                 height, width = frame.shape[:2]
@@ -130,8 +160,7 @@ def main(argv=None) -> int:
         if writer is not None:
             writer.release()
     if writer is None:
-        logger.error("no frames read from %s", args.video or args.frames)
-        return 1
+        raise UserError(f"{args.video or args.frames}: no frames could be read")
     atomic_write_text(csv_path, "\n".join(rows) + "\n")
     logger.info("wrote %s and %s (%d frames)", out, csv_path, len(rows) - 1)
     return 0

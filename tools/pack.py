@@ -14,12 +14,14 @@ import sys
 
 from mixformerv2.evaluation.packing import (KINDS, PackError, check_submission, default_expectation, pack,
                                            zip_kind)
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("pack")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = make_parser(__doc__)
     p.add_argument("kind", nargs="?", choices=KINDS, help="server to pack for")
     p.add_argument("--results", help="results folder of one benchmark (<sequence>.txt, <sequence>_time.txt)")
     p.add_argument("--out", help="submission zip to write")
@@ -42,9 +44,10 @@ def frame_counts_from_dataset(kind: str, root: str) -> dict[str, int]:
     return {ds[i].name: len(ds[i]) for i in range(len(ds))}
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
     kind = args.check_kind or args.kind
     if args.check and kind is None:
         kind = zip_kind(args.check) or "trackingnet"
@@ -55,7 +58,7 @@ def main(argv=None) -> int:
     else:
         try:
             problems = pack(kind, args.results, args.out, expectation, force=args.force)
-        except (PackError, FileNotFoundError) as err:
+        except PackError as err:  # the list of problems, one per line (a missing folder: cli_main)
             print(err)
             return 1
     for problem in problems:

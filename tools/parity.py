@@ -4,17 +4,23 @@
 
 Prints the max abs error of every output; exit status 1 when any exceeds 1e-4 x max(1, |reference|).
 """
-import argparse
+from __future__ import annotations
+
+import logging
 import sys
 
 from mixformerv2.golden import check_golden_file
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.log import setup_logging
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
     parser.add_argument("files", nargs="+", help="golden .pt files")
     parser.add_argument("--fast-path", action="store_true", help="also check the cached template path")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
     failed = 0
     for path in args.files:
         print(path)

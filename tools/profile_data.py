@@ -20,7 +20,10 @@ from pathlib import Path
 from mixformerv2.config import load_config
 from mixformerv2.data.pipeline import build_train_loader
 from mixformerv2.data.registry import get_dataset
+from mixformerv2.utils.cli import add_config_args, cli_main, make_parser
+from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("profile_data")
 
@@ -30,23 +33,21 @@ MAKE_SYNTHETIC = "python tools/make_synthetic.py --out data/synthetic --preset q
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML (crop sizes, sampler, augmentation)")
+    parser = make_parser(__doc__)
+    add_config_args(parser)
     parser.add_argument("--data-root", default="data/synthetic", help="synthetic set root (default: data/synthetic)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (default: 2)")
     parser.add_argument("--samples", type=int, default=2048, help="samples to time after the first batch")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     parser.add_argument("--json", default=None, help="write the result here as JSON")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set data.sampler_mode=causal (repeatable)")
     return parser.parse_args(argv)
 
 
 def load_synthetic(root: Path) -> dict:
-    """name -> reader of the synthetic training sets under ``root``; exits with a hint when they are missing."""
+    """name -> reader of the synthetic training sets under ``root``; ``UserError`` with a hint when missing."""
     missing = [str(root / folder) for folder in SYNTHETIC_DATASETS.values() if not (root / folder).is_dir()]
     if missing:
-        sys.exit(f"synthetic data not found ({', '.join(missing)}); generate it with:\n    {MAKE_SYNTHETIC}")
+        raise UserError(f"synthetic data not found ({', '.join(missing)}); generate it with: {MAKE_SYNTHETIC}")
     return {name: get_dataset(name, root=root / folder) for name, folder in SYNTHETIC_DATASETS.items()}
 
 
@@ -71,9 +72,10 @@ def measure(loader, samples: int) -> tuple[int, float, float]:
     return timed, seconds, _cpu_seconds() - cpu_start
 
 
-def main(argv: list[str] | None = None) -> dict:
+@cli_main
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
     cfg = load_config(args.config, args.overrides)
     datasets = load_synthetic(Path(args.data_root))
     cfg = replace(cfg, data=replace(cfg.data, train_datasets=tuple(datasets), train_ratios=(1.0,) * len(datasets),
@@ -93,8 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-    return result
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

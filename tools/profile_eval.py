@@ -8,7 +8,7 @@ run is timed (a fresh interpreter, so imports count); writing the files is not.
 """
 from __future__ import annotations
 
-import argparse
+import logging
 import subprocess
 import sys
 import tempfile
@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.log import setup_logging
 
 ANALYZE = Path(__file__).resolve().parent / "analyze.py"
 
@@ -45,13 +48,15 @@ def write_fake_lasot(root: Path, results: Path, sequences: int, frames: int, tra
     (root / "testing_set.txt").write_text("".join(f"{n}\n" for n in names))
 
 
+@cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = make_parser(__doc__)
     p.add_argument("--sequences", type=int, default=280)
     p.add_argument("--frames", type=int, default=685_360)
     p.add_argument("--trackers", type=int, default=2)
     p.add_argument("--protocol", default="pytracking")
     args = p.parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         root, results = Path(tmp) / "lasot", Path(tmp) / "results"
         start = time.perf_counter()

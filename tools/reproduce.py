@@ -25,8 +25,10 @@ from mixformerv2.evaluation.packing import EXPECTED_COUNTS, Expectation, PackErr
 from mixformerv2.evaluation.protocols import eval_sequence, evaluate_tracker, get_rules
 from mixformerv2.evaluation.report import paper_rows, write_json
 from mixformerv2.evaluation.results import collect_results
-from mixformerv2.tracking.runner import RunMismatchError, run_benchmark
-from mixformerv2.tracking.tracker import default_device
+from mixformerv2.tracking.runner import run_benchmark
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.device import resolve_device
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("reproduce")
 
@@ -37,22 +39,21 @@ METRICS = ("auc", "norm_precision", "precision", "ao", "sr50", "sr75")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
+    p = make_parser(__doc__)
+    add_config_args(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--datasets", nargs="+", default=list(MAIN_TABLE), choices=KNOWN)
     for name in KNOWN:
         p.add_argument(f"--root-{name.replace('_', '-')}", dest=f"root_{name}", default=None,
                        help=f"{name} root (default: the registry's root resolution)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--device", default=default_device())
+    add_device_arg(p)
     p.add_argument("--results", default="results")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--paper-tracker", default=None,
                    help="row of paper_results.tsv to compare with (default: from the config: MixFormerV2-B/-S)")
     p.add_argument("--no-truncate", action="store_true", help="score float boxes (the official runner truncates)")
     p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
 
 
@@ -132,19 +133,17 @@ def comparison_table(report: dict, paper_tracker: str | None) -> str:
     return "\n".join(lines)
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
+    args.device = resolve_device(args.device)
     cfg = load_config(args.config, args.overrides)
     run = args.run or Path(args.config).stem
     paper_tracker = args.paper_tracker or paper_tracker_for(cfg)
     report = {}
     for dataset in args.datasets:
-        try:
-            report[dataset] = process_dataset(args, cfg, run, dataset)
-        except RunMismatchError as err:
-            logger.error("%s", err)
-            return 2
+        report[dataset] = process_dataset(args, cfg, run, dataset)  # RunMismatchError: cli_main, exit 2
     print(f"\n{run} vs {paper_tracker or 'no published row'} (pytracking protocol"
           + (", float boxes)" if args.no_truncate else ", integer-truncated boxes)"))
     print(comparison_table(report, paper_tracker))

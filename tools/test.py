@@ -5,7 +5,8 @@
 
 Results go to ``<results>/<run>/<dataset>/`` (boxes, per-frame times, run.json); a re-run resumes, and refuses a
 folder made with another checkpoint or other settings. Exit status: 0 done, 1 some sequences failed (each is
-named with its error; the others finish), 2 bad config, dataset or a results folder of another run.
+named with its error; the others finish), 2 bad config, checkpoint, device, dataset or a results folder of another
+run (one line on stderr; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -17,30 +18,28 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from mixformerv2.config import ConfigError, load_config, shadowed_overrides
-from mixformerv2.tracking.runner import RunMismatchError, run_benchmark, settings_key
-from mixformerv2.tracking.tracker import default_device
+from mixformerv2.config import load_config, shadowed_overrides
+from mixformerv2.tracking.runner import run_benchmark, settings_key
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.device import resolve_device
+from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("test")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="model/tracker YAML, e.g. configs/mixformerv2_b.yaml")
+    p = make_parser(__doc__)
+    add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="official-format checkpoint (weights under 'net')")
     p.add_argument("--dataset", required=True, help="benchmark name known to the dataset registry, e.g. lasot")
     p.add_argument("--split", default=None, help="dataset split where the benchmark has several (e.g. test)")
     p.add_argument("--root", default=None, help="dataset root directory (default: the registry's default)")
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequence names")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (each builds the model)")
-    p.add_argument("--device", default=default_device(), help="torch device (default: cuda if available)")
+    add_device_arg(p)
     p.add_argument("--results", default="results", help="results root folder")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--int-boxes", action="store_true", help="truncate boxes to integers, as the official code")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. test.datasets.lasot.search_factor=5.0; a benchmark's entry under "
-                        "test.datasets wins over the test.* default of the same key (test.search_factor=5.0 "
-                        "changes only benchmarks without their own search_factor)")
     p.add_argument("--no-cache", action="store_true", help="full forward every frame (no template cache)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)
@@ -67,14 +66,12 @@ def describe_settings(cfg, key: str) -> str:
     return f"({values}; * = from test.datasets.{key}, which wins over test.*)"
 
 
+@cli_main
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        logger.error("%s", err)
-        return 2
+    setup_logging(logging.DEBUG if args.debug else logging.INFO)
+    device = resolve_device(args.device)
+    cfg = load_config(args.config, args.overrides)
     key = settings_key(cfg, args.dataset, args.split)
     folder = f"{args.dataset}_{args.split}".lower() if args.split else key
     try:
@@ -82,19 +79,15 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         logger.error("%s", err)
         return 2
-    logger.info("%s: %d sequences, device %s; tracker settings %s", key, len(sequences), args.device,
+    logger.info("%s: %d sequences, device %s; tracker settings %s", key, len(sequences), device,
                 describe_settings(cfg, key))
     for message in shadowed_overrides(cfg, args.overrides, key):
         logger.warning("%s", message)
-    try:
-        with logging_redirect_tqdm():
-            summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
-                                    run_name=args.run or Path(args.config).stem, device=args.device,
-                                    workers=args.workers, int_boxes=args.int_boxes, cached=not args.no_cache,
-                                    progress=not args.no_progress, folder=folder)
-    except RunMismatchError as err:
-        logger.error("%s", err)
-        return 2
+    with logging_redirect_tqdm():
+        summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
+                                run_name=args.run or Path(args.config).stem, device=device, workers=args.workers,
+                                int_boxes=args.int_boxes, cached=not args.no_cache, progress=not args.no_progress,
+                                folder=folder)
     logger.info("%s: %d tracked, %d already complete, %d failed", summary.results_dir, len(summary.done),
                 len(summary.skipped), len(summary.failed))
     if summary.failed:

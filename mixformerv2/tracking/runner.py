@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,8 +28,10 @@ from tqdm import tqdm
 
 from ..config import Config, TestConfig, config_to_dict
 from ..data.sequence import Sequence, read_frame_rgb
+from ..utils.device import default_device
 from ..utils.io import atomic_write_text, sha256_file
-from .tracker import build_tracker, default_device
+from ..utils.version import code_version
+from .tracker import build_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -135,25 +135,6 @@ def is_complete(results_dir: Path, sequence: Sequence) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------- manifest
-def code_version() -> dict:
-    """Package version and, when the package lives in a git checkout, its commit and whether it is dirty."""
-    try:
-        version = metadata.version("mixformerv2")
-    except metadata.PackageNotFoundError:
-        version = None
-    info = {"package": version, "git_commit": None, "git_dirty": None}
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        info.update(git_commit=commit, git_dirty=bool(dirty))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
 def run_settings(test_cfg: TestConfig, dataset: str, int_boxes: bool, cached: bool) -> dict:
     """The tracker settings of a run (``test_cfg`` already specialised to ``dataset``)."""
     settings = {k: v for k, v in asdict(test_cfg).items() if k != "datasets"}

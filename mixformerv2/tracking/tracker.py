@@ -27,6 +27,7 @@ from ..boxes import check_box_xywh, clip_box_xywh, xyxy_to_cxcywh
 from ..config import Config, TestConfig
 from ..crop import Crop, box_from_crop, crop_square_xywh
 from ..imaging import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from ..utils.device import default_device
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ class TrackOutput:
 
     box_xywh: list[float]
     score: float | None
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is available, else ``"cpu"`` (the default of every ``--device`` flag)."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class MixFormerV2Tracker:

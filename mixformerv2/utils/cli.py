@@ -1,0 +1,113 @@
+"""Shared command-line plumbing of the tools: the common flags, logging and device set-up, user errors as one line.
+
+Every tool in ``tools/`` builds its parser with ``make_parser`` (adds ``--debug``), takes its shared flags from
+``add_config_args`` (then ``load_config(args.config, args.overrides)``) and ``add_device_arg`` (then
+``mixformerv2.utils.device.resolve_device(args.device)``), sets up logging with
+``mixformerv2.utils.log.setup_logging``, and decorates its ``main(argv=None) -> int`` with ``cli_main``: a user
+error (a missing file, a bad config, checkpoint or flag) then ends the run with one line on stderr and exit status
+2 instead of a traceback; ``--debug`` shows the traceback and DEBUG log records. Like all of ``utils``, this module
+imports nothing else from the package (nor torch), so the lightest tool pays nothing for it.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError
+
+USER_ERROR_STATUS = 2
+INTERRUPTED_STATUS = 130
+
+# The package's own exception types that mean bad input, by (module, class). They are looked up among the modules
+# already imported when an error is handled: a tool that never imported the models cannot meet a CheckpointError,
+# and listing them here keeps every tool from importing torch just to catch it.
+USER_ERROR_CLASSES = (
+    ("mixformerv2.config.load", "ConfigError"),
+    ("mixformerv2.models.checkpoint", "CheckpointError"),
+    ("mixformerv2.data.datasets.annotations", "AnnotationError"),
+    ("mixformerv2.evaluation.metrics", "EvaluationError"),
+    ("mixformerv2.evaluation.packing", "PackError"),
+    ("mixformerv2.tracking.runner", "RunMismatchError"),
+)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """``UserError``, ``OSError`` (missing, unreadable or undecodable files) and those of ``USER_ERROR_CLASSES``
+    whose module is imported."""
+    found: list[type[BaseException]] = [UserError, OSError]
+    for module_name, class_name in USER_ERROR_CLASSES:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, class_name, None) if module is not None else None
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def error_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (``<file>: <reason>`` for an OSError that names a file)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _wants_debug(argv) -> bool:
+    """``--debug`` among the arguments, also abbreviated as argparse accepts it (``--deb``)."""
+    return any(len(arg) >= 5 and "--debug".startswith(arg) for arg in argv)
+
+
+def cli_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Decorate a tool's ``main(argv=None)``: returns its exit status (None -> 0); a user error (see
+    ``user_error_types``) prints ``<tool>: error: <message>`` as one line on stderr and returns 2; Ctrl-C returns
+    130. With ``--debug`` among the arguments the exception propagates with its traceback."""
+    prog = Path(inspect.getfile(main)).name
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        debug = _wants_debug(sys.argv[1:] if argv is None else argv)
+        try:
+            status = main(argv)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            sys.stderr.write(f"{prog}: interrupted\n")
+            return INTERRUPTED_STATUS
+        except user_error_types() as err:  # evaluated when an exception arrives: sees the modules imported by then
+            if debug:
+                raise
+            sys.stderr.write(f"{prog}: error: {error_line(err)}\n")
+            return USER_ERROR_STATUS
+        return 0 if status is None else int(status)
+
+    return wrapper
+
+
+def make_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser whose help shows ``doc`` (the tool's module docstring, examples kept as written) and
+    that has ``--debug``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="log at DEBUG level and show the full traceback of any error")
+    return parser
+
+
+def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--config YAML`` and ``--set KEY=VALUE ...`` (repeatable; collected in ``args.overrides``)."""
+    parser.add_argument("--config", required=required, metavar="YAML",
+                        help="config file, e.g. configs/mixformerv2_b.yaml (its _base_ chain is merged first)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config keys by dotted name, applied after the file; repeatable. Tracker "
+                             "settings: a benchmark's own entry test.datasets.<name>.<key> wins over test.<key>, "
+                             "e.g. --set test.datasets.lasot.search_factor=5.0")
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default None: ``mixformerv2.utils.device.resolve_device`` picks cuda when available)."""
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+

@@ -1,0 +1,35 @@
+"""Torch device selection: the default of every ``--device`` flag, and a check that a requested device exists."""
+from __future__ import annotations
+
+import torch
+
+from .errors import UserError
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is available, else ``"cpu"`` (the default of every ``--device`` flag)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """``name`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``; None: ``default_device()``) -> ``torch.device``.
+
+    Raises ``UserError`` (one line naming ``--device``) when the string is not a device or the device is not
+    usable on this machine, so that a run fails at start rather than when the model is first moved.
+    """
+    if name is None or name == "":
+        return torch.device(default_device())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise UserError(f"--device {name!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}, "
+                            f"built for CUDA {torch.version.cuda}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu")
+    return device
