@@ -3,9 +3,12 @@
     python tools/test.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \
         --dataset lasot --root data/lasot --workers 2
 
-Results go to ``<results>/<run>/<dataset>/`` (boxes, per-frame times, run.json); a re-run resumes, and refuses a
-folder made with another checkpoint or other settings. Exit status: 0 done, 1 some sequences failed (each is
-named with its error; the others finish), 2 bad config, dataset or a results folder of another run.
+Results go to ``<results>/<run>/<dataset>/`` (boxes at full precision, per-frame times, run.json); a re-run resumes,
+and refuses a folder whose results were made with another checkpoint or other settings. ``run.json`` records what
+ran (cached or full forward) and the box rule: ``tools/analyze.py`` and ``tools/pack.py`` truncate these boxes
+toward zero by default, as the official runner's ``astype(int)`` files were. Exit status: 0 done, 1 some sequences
+failed (each is named with its error; the others finish) or a worker process died, 2 bad config, dataset,
+checkpoint or device (the tracker cannot be built) or a results folder of another run.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mixformerv2.config import ConfigError, load_config
-from mixformerv2.tracking.runner import RunMismatchError, run_benchmark, settings_key
+from mixformerv2.tracking.runner import (RunMismatchError, TrackerSetupError, WorkerDiedError, run_benchmark,
+                                         settings_key)
 from mixformerv2.tracking.tracker import default_device
 
 logger = logging.getLogger("test")
@@ -35,10 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=default_device(), help="torch device (default: cuda if available)")
     p.add_argument("--results", default="results", help="results root folder")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
-    p.add_argument("--int-boxes", action="store_true", help="truncate boxes to integers, as the official code")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. test.search_factor=5.0")
-    p.add_argument("--no-cache", action="store_true", help="full forward every frame (no template cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="full forward every frame (default: the cached template path where the model has one)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)
 
@@ -78,11 +82,14 @@ def main(argv=None) -> int:
         with logging_redirect_tqdm():
             summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
                                     run_name=args.run or Path(args.config).stem, device=args.device,
-                                    workers=args.workers, int_boxes=args.int_boxes, cached=not args.no_cache,
+                                    workers=args.workers, cached=False if args.no_cache else None,
                                     progress=not args.no_progress, folder=folder)
-    except RunMismatchError as err:
+    except (RunMismatchError, TrackerSetupError) as err:
         logger.error("%s", err)
         return 2
+    except WorkerDiedError as err:
+        logger.error("%s", err)
+        return 1
     logger.info("%s: %d tracked, %d already complete, %d failed", summary.results_dir, len(summary.done),
                 len(summary.skipped), len(summary.failed))
     if summary.failed:
