@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     init_box = parse_box(args.init_box)
     cfg = load_config(args.config, args.overrides)
-    tracker = build_tracker(cfg, args.checkpoint, args.device, dataset=args.dataset, cached=not args.no_cache)
+    tracker = build_tracker(cfg, args.checkpoint, args.device, dataset=args.dataset,
+                            cached=False if args.no_cache else None)
     frames = video_frames(args.video) if args.video else folder_frames(args.frames)
     fps = args.fps or (video_fps(args.video) if args.video else None) or 30.0
     out = Path(args.out)

@@ -87,7 +87,8 @@ def _worker_main(parent_pid: int, threads: int, tracker_factory: Callable[[], An
         return
     results.put((_READY, pid, report, None))
     while (task := tasks.get()) is not None:
-        results.put((_STARTED, pid, getattr(task[0], "name", None), None))
+        name = getattr(task[0], "name", None) if isinstance(task, tuple) and task else None  # a Sequence's name
+        results.put((_STARTED, pid, name, None))
         results.put((_DONE, pid, task_fn(tracker, task), None))
 
 
