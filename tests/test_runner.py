@@ -220,4 +220,5 @@ def test_reproduce_scores_local_benchmarks(setup, tmp_path, capsys):
     assert "lasot" in printed and "auc" in printed and "70.6" in printed  # ours beside the paper's
     report = json.loads((tmp_path / "r" / "reproduce.json").read_text())
     assert report["datasets"]["lasot"]["status"] == "scored"
+    assert report["datasets"]["lasot"]["box_rule"]["box_rule"] == "truncate_int"  # as the paper's numbers were
     assert 0.0 <= report["datasets"]["lasot"]["scores"]["auc"] <= 100.0
