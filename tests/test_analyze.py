@@ -196,7 +196,7 @@ def test_result_files_accept_comma_tab_and_space_and_reject_bad_rows(tmp_path):
 def test_truncate_to_int_matches_the_official_runner(tmp_path):
     (tmp_path / "T").mkdir()
     (tmp_path / "T" / "s.txt").write_text("3.7,-1.2,10.9,5.5\n")
-    runs = load_sequence_results(tmp_path, "T", "otb100", "s", truncate_to_int=True)
+    runs = load_sequence_results(tmp_path, "T", "otb100", "s", rule="truncate_int")
     np.testing.assert_array_equal(runs[0], [[3, -1, 10, 5]])
 
 

@@ -20,13 +20,13 @@ def load_tool(name: str):
 
 
 def _write_results(folder: Path, names, frames=FRAMES):
-    """Result files as tools/test.py writes them."""
+    """Result files as tools/test.py writes them (full-precision boxes, run.json with the box rule)."""
     folder.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
-        rows = [f"{10 + i + k:.2f},{20 + i:.2f},{30:.2f},{40.5:.2f}" for i in range(frames)]
+        rows = [f"{10 + i + k + 0.996!r},{20 + i!r}.0,30.0,40.5" for i in range(frames)]
         (folder / f"{name}.txt").write_text("\n".join(rows) + "\n")
         (folder / f"{name}_time.txt").write_text("".join(f"{0.01 + i / 1000:.6f}\n" for i in range(frames)))
-    (folder / "run.json").write_text("{}\n")
+    (folder / "run.json").write_text('{"box_rule": "truncate_int"}\n')
 
 
 GOT = [f"GOT-10k_Test_{i:06d}" for i in (1, 2, 3)]
@@ -54,7 +54,7 @@ def test_got10k_layout(got_zip):
     members = _members(got_zip)
     assert sorted(members) == sorted([f"{n}/{n}_001.txt" for n in GOT] + [f"{n}/{n}_time.txt" for n in GOT])
     first = members[f"{GOT[0]}/{GOT[0]}_001.txt"].splitlines()
-    assert len(first) == FRAMES and first[0] == "10.00,20.00,30.00,40.50"
+    assert len(first) == FRAMES and first[0] == "10,20,30,40"  # truncated as the official scripts pack
     assert check_submission(got_zip, "got10k", _expect(GOT)) == []
     assert check_submission(got_zip, None, _expect(GOT)) == []  # kind guessed from the layout
 

@@ -58,10 +58,11 @@ def _tool_args(setup, results, *extra, ckpt=0):
             "--no-progress", *extra]
 
 
-def test_format_boxes_two_decimals_and_official_truncation():
-    boxes = np.array([[1.234, -1.7, 10.006, 3.999]])
-    assert format_boxes(boxes) == "1.23,-1.70,10.01,4.00\n"
-    assert format_boxes(boxes, int_boxes=True) == "1,-1,10,3\n"  # astype(int): toward zero
+def test_format_boxes_keeps_full_precision():
+    boxes = np.array([[1.234, -1.7, 12.996, 3.9999999], [0.1 + 0.2, 2.0, 1e-7, 40.0]])
+    text = format_boxes(boxes)
+    assert text.splitlines()[0] == "1.234,-1.7,12.996,3.9999999"  # never rounded (12.996 must not become 13)
+    np.testing.assert_array_equal(np.loadtxt(text.splitlines(), delimiter=","), boxes)  # exact round trip
 
 
 def test_tool_writes_results_and_run_json(setup, tmp_path):
@@ -79,7 +80,7 @@ def test_tool_writes_results_and_run_json(setup, tmp_path):
     assert manifest["checkpoint_sha256"] == sha256_file(setup["ckpt"][0])
     assert manifest["settings"]["search_factor"] == 4.0 and manifest["settings"]["update_interval"] == 4
     assert manifest["settings"]["online_size"] == 1 and manifest["settings"]["dataset"] == "lasot"
-    assert manifest["settings"]["int_boxes"] is False and manifest["settings"]["cached"] is True
+    assert manifest["tracker"] == {"forward_path": "cached"} and manifest["box_rule"] == "truncate_int"
     assert manifest["code_version"]["package"] == "0.1.0"
     assert manifest["config"]["model"]["embed_dim"] == 64
     assert not list(out.glob(".*"))  # no temporary files left
@@ -91,12 +92,13 @@ def test_resume_skips_finished_and_refuses_other_checkpoint_or_settings(setup, t
     assert test_tool.main(_tool_args(setup, tmp_path, "--sequences", "blob-2")) == 0  # a run stopped early
     first = (out / "blob-2.txt").stat().st_mtime_ns
     assert not (out / "ellipse-2.txt").exists()
+    assert test_tool.main(_tool_args(setup, tmp_path, "--no-cache")) == 2  # other forward path: refused
+    assert not (out / "ellipse-2.txt").exists()
     assert test_tool.main(_tool_args(setup, tmp_path)) == 0  # the re-run finishes the others
     assert (out / "blob-2.txt").stat().st_mtime_ns == first
     assert (out / "ellipse-2.txt").is_file() and (out / "polygon-2.txt").is_file()
     before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
     assert test_tool.main(_tool_args(setup, tmp_path, ckpt=1)) == 2  # other checkpoint: refused
-    assert test_tool.main(_tool_args(setup, tmp_path, "--int-boxes")) == 2  # other settings: refused
     assert test_tool.main(_tool_args(setup, tmp_path, "--set", "test.datasets.lasot.update_interval=9")) == 2
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before  # nothing touched
 
@@ -105,9 +107,9 @@ def test_refusal_names_the_difference(setup, tmp_path):
     cfg = load_config(setup["config"])
     ds = get_dataset("lasot", root=setup["data"])
     out = tmp_path / "lasot"
-    manifest = make_manifest(cfg, setup["ckpt"][0], "lasot", False, True)
+    manifest = make_manifest(cfg, setup["ckpt"][0], "lasot")
     run_sequences(lambda: ScriptedTracker(), [ds[0]], out, manifest, progress=False)
-    other = make_manifest(cfg, setup["ckpt"][1], "lasot", False, True)
+    other = make_manifest(cfg, setup["ckpt"][1], "lasot")
     with pytest.raises(RunMismatchError, match="checkpoint_sha256"):
         run_sequences(lambda: ScriptedTracker(), [ds[0]], out, other, progress=False)
     stray = tmp_path / "stray"
@@ -141,7 +143,7 @@ class ScriptedTracker:
 def test_crash_midway_leaves_no_partial_files_and_rerun_redoes_only_it(setup, tmp_path):
     cfg = load_config(setup["config"])
     sequences = list(get_dataset("lasot", root=setup["data"]))
-    manifest = make_manifest(cfg, setup["ckpt"][0], "lasot", False, True)
+    manifest = make_manifest(cfg, setup["ckpt"][0], "lasot")
     crashing = ScriptedTracker(crash_sequence=2)
     summary = run_sequences(lambda: crashing, sequences, tmp_path, manifest, progress=False)
     broken = sequences[1].name
@@ -233,3 +235,4 @@ def test_reproduce_scores_the_files_it_wrote_and_sets_the_paper_beside_them(setu
     published = paper_rows("lasot")["MixFormerV2-B"]["auc"]
     assert ours == pytest.approx(scores["auc"], abs=0.05) and paper == pytest.approx(published, abs=0.05)
     assert diff == pytest.approx(scores["auc"] - published, abs=0.05)
+    assert report["datasets"]["lasot"]["box_rule"]["box_rule"] == "truncate_int"  # as the paper's numbers were

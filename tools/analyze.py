@@ -9,6 +9,11 @@ tabs or spaces. ``--protocol pytracking`` (default) reproduces the pytracking/Mi
 published numbers; ``--protocol toolkit`` the official LaSOT/TNL2K MATLAB toolkits (OTB-100, UAV123, NfS: the got10k
 toolkit). GOT-10k val is scored as the got10k toolkit does (AO, SR0.5, SR0.75). Exit status 2 when the dataset
 cannot be read (one line on stderr), 1 when results are missing or malformed.
+
+Box rule: results of our runner (a ``run.json`` beside them) are scored truncated toward zero, exactly as the
+official pipeline saved and scored its boxes (``astype(int)``), so the numbers compare with the paper;
+``--full-precision`` scores them as stored instead. Raw results of other trackers (no ``run.json``) are scored as
+stored; ``--truncate-int`` truncates those too. The JSON report records the rule applied to each tracker.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_sequence, evaluate_tracker, get_rules
 from mixformerv2.evaluation.report import (format_table, load_paper_results, paper_rows, plot_curves,
                                           write_json)
-from mixformerv2.evaluation.results import collect_results
+from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results
 from mixformerv2.utils.cli import cli_main, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
@@ -51,8 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="pytracking GT validity: wh (MixFormerV2/OSTrack, default) or xywh (pytracking HEAD)")
     p.add_argument("--exclude-invalid-frames", action="store_true",
                    help="pytracking: divide by the valid frames instead of all frames")
+    p.add_argument("--full-precision", action="store_true",
+                   help="score our results (folders with run.json) as stored, not truncated toward zero as the "
+                        "official pipeline does (default: truncated, comparable with the paper)")
     p.add_argument("--truncate-int", action="store_true",
-                   help="truncate boxes toward zero first, as the official runner saves them")
+                   help="also truncate raw results of other trackers (no run.json) toward zero, as the official "
+                        "runner saves them (default: scored as stored)")
     p.add_argument("--absent-dir", help="toolkit protocol: folder of the toolkit's absent flags <seq>.txt "
                                         "(e.g. TNL2K_evaluation_toolkit/annos/absent)")
     return p.parse_args(argv)
@@ -82,7 +91,13 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, FileNotFoundError) as err:
         raise UserError(err.args[0] if isinstance(err, KeyError) and err.args else str(err)) from err
     names = [s.name for s in sequences]
-    found, problems = collect_results(args.results, args.trackers, args.dataset, names, args.truncate_int)
+    try:
+        applied = box_rules(args.results, args.trackers, args.dataset,
+                            BoxPolicy(full_precision=args.full_precision, truncate_raw=args.truncate_int))
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    found, problems = collect_results(args.results, args.trackers, args.dataset, names, applied)
     bad = {t: p for t, p in problems.items() if p}
     if bad and not args.allow_incomplete:
         for tracker, per_seq in bad.items():
@@ -112,7 +127,8 @@ def main(argv=None) -> int:
     if args.json:
         payload = {"dataset": args.dataset, "protocol": args.protocol, "num_sequences": len(complete),
                    "num_sequences_total": len(sequences),
-                   "missing": {t: sorted(p) for t, p in problems.items()}, "trackers": summaries}
+                   "missing": {t: sorted(p) for t, p in problems.items()},
+                   "box_rules": {t: rule.as_dict() for t, rule in applied.items()}, "trackers": summaries}
         if paper is not None:
             payload["paper"] = paper
             payload["paper_sources"] = [{k: row[k] for k in ("tracker", "metric", "source")}

@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     frames, video_fps = open_source(args)
     fps = args.fps or video_fps or 30.0
     cfg = load_config(args.config, args.overrides)
-    tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset, cached=not args.no_cache)
+    tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset,
+                            cached=False if args.no_cache else None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")

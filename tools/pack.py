@@ -4,7 +4,10 @@
     python tools/pack.py trackingnet --results results/mixformerv2_b/trackingnet --out trackingnet_submission.zip
     python tools/pack.py --check got10k_submission.zip [--kind got10k]
 
-Each problem is printed on its own line; the exit status is 1 when the results or the zip are not valid.
+Boxes of our runner (a ``run.json`` in the results folder) are packed truncated toward zero to integers, as the
+official runner and packing scripts write them; ``--full-precision`` packs them as stored. Results without our
+``run.json`` are packed as stored. Each problem is printed on its own line; the exit status is 1 when the results or
+the zip are not valid.
 """
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ import argparse
 import logging
 import sys
 
+from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import (KINDS, PackError, check_submission, default_expectation, pack,
                                            zip_kind)
+from mixformerv2.evaluation.results import BoxPolicy
 from mixformerv2.utils.cli import cli_main, make_parser
 from mixformerv2.utils.log import setup_logging
 
@@ -30,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root", help="dataset root: also check line counts against the test frames")
     p.add_argument("--expected-count", type=int, help="number of sequences expected (default: the test set)")
     p.add_argument("--force", action="store_true", help="write the zip even when the results have problems")
+    p.add_argument("--full-precision", action="store_true",
+                   help="pack our boxes as stored instead of truncated toward zero as the official scripts do")
     args = p.parse_args(argv)
     if args.check is None and (args.kind is None or not args.results or not args.out):
         p.error("give KIND --results DIR --out FILE.zip, or --check FILE.zip")
@@ -57,8 +64,9 @@ def main(argv=None) -> int:
         problems = check_submission(args.check, kind, expectation)
     else:
         try:
-            problems = pack(kind, args.results, args.out, expectation, force=args.force)
-        except PackError as err:  # the list of problems, one per line (a missing folder: cli_main)
+            problems = pack(kind, args.results, args.out, expectation, force=args.force,
+                            policy=BoxPolicy(full_precision=args.full_precision))
+        except (PackError, EvaluationError) as err:  # the list of problems, one per line (a missing folder: cli_main)
             print(err)
             return 1
     for problem in problems:

@@ -5,8 +5,9 @@
 
 For each benchmark: ``tools/test.py`` logic (per-dataset search factor / update interval from the config, results
 in ``<results>/<run>/<dataset>/``, resumable), then the ``tools/analyze.py`` logic (pytracking protocol, boxes
-truncated to integers as the official runner saved them). Benchmarks whose ground truth is withheld (TrackingNet,
-GOT-10k test) are packed into a server submission instead, and the report says so. The last table prints our
+truncated toward zero as the official runner saved them; ``--full-precision`` scores and packs them as stored).
+Benchmarks whose ground truth is withheld (TrackingNet, GOT-10k test) are packed into a server submission instead,
+and the report says so. Each entry of the report records the box rule applied. The last table prints our
 numbers beside the published ones with the difference; ``<results>/<run>/reproduce.json`` keeps everything.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import EXPECTED_COUNTS, Expectation, PackError, pack
 from mixformerv2.evaluation.protocols import eval_sequence, evaluate_tracker, get_rules
 from mixformerv2.evaluation.report import paper_rows, write_json
-from mixformerv2.evaluation.results import collect_results
+from mixformerv2.evaluation.results import BoxPolicy, box_rule_for_folder, box_rules, collect_results
 from mixformerv2.tracking.runner import run_benchmark
 from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
 from mixformerv2.utils.device import resolve_device
@@ -52,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--paper-tracker", default=None,
                    help="row of paper_results.tsv to compare with (default: from the config: MixFormerV2-B/-S)")
-    p.add_argument("--no-truncate", action="store_true", help="score float boxes (the official runner truncates)")
+    p.add_argument("--full-precision", action="store_true",
+                   help="score and pack the boxes as stored (default: truncated toward zero, as the official "
+                        "runner saves them and the paper's numbers were computed)")
     p.add_argument("--no-cache", action="store_true")
     return p.parse_args(argv)
 
@@ -66,11 +69,13 @@ def paper_tracker_for(cfg) -> str | None:
     return None
 
 
-def evaluate_run(results_root: Path, run: str, dataset: str, sequences, truncate: bool) -> dict:
-    """Score ``<results_root>/<run>/<dataset>`` with the pytracking protocol (the published numbers' rules)."""
+def evaluate_run(results_root: Path, run: str, dataset: str, sequences, policy: BoxPolicy) -> dict:
+    """Score ``<results_root>/<run>/<dataset>`` with the pytracking protocol (the published numbers' rules) and the
+    box rule of its ``run.json`` under ``policy``."""
     rules = get_rules(dataset)
     eval_seqs = [eval_sequence(s, dataset) for s in sequences]
-    found, problems = collect_results(results_root, [run], dataset, [s.name for s in eval_seqs], truncate)
+    applied = box_rules(results_root, [run], dataset, policy)
+    found, problems = collect_results(results_root, [run], dataset, [s.name for s in eval_seqs], applied)
     if problems[run]:
         raise EvaluationError(f"{dataset}: {len(problems[run])} sequences without results, e.g. "
                               + next(iter(problems[run].values())))
@@ -91,7 +96,10 @@ def process_dataset(args, cfg, run: str, dataset: str) -> dict:
                 settings.search_factor, settings.update_interval)
     with logging_redirect_tqdm():
         summary = run_benchmark(cfg, args.checkpoint, sequences, dataset, results_root=args.results, run_name=run,
-                                device=args.device, workers=args.workers, cached=not args.no_cache)
+                                device=args.device, workers=args.workers,
+                                cached=False if args.no_cache else None)
+    policy = BoxPolicy(full_precision=args.full_precision)
+    entry["box_rule"] = box_rule_for_folder(summary.results_dir, policy).as_dict()
     if summary.failed:
         return {**entry, "status": "failed", "reason": f"{len(summary.failed)} sequences failed",
                 "failed": summary.failed}
@@ -103,7 +111,7 @@ def process_dataset(args, cfg, run: str, dataset: str) -> dict:
         if len(sequences) != EXPECTED_COUNTS[kind]:
             logger.warning("%s: %d sequences, the server expects %d", dataset, len(sequences), EXPECTED_COUNTS[kind])
         try:
-            problems = pack(kind, summary.results_dir, out, expectation)
+            problems = pack(kind, summary.results_dir, out, expectation, policy=policy)
         except PackError as err:
             return {**entry, "status": "failed", "reason": str(err)}
         if problems:
@@ -111,7 +119,7 @@ def process_dataset(args, cfg, run: str, dataset: str) -> dict:
         return {**entry, "status": "packed", "submission": str(out),
                 "reason": f"ground truth withheld: upload {out} to the {kind} server"}
     try:
-        scores = evaluate_run(Path(args.results), run, dataset, sequences, truncate=not args.no_truncate)
+        scores = evaluate_run(Path(args.results), run, dataset, sequences, policy)
     except EvaluationError as err:
         return {**entry, "status": "failed", "reason": str(err)}
     return {**entry, "status": "scored", "scores": {k: v for k, v in scores.items() if k in METRICS}}
@@ -145,7 +153,7 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         report[dataset] = process_dataset(args, cfg, run, dataset)  # RunMismatchError: cli_main, exit 2
     print(f"\n{run} vs {paper_tracker or 'no published row'} (pytracking protocol"
-          + (", float boxes)" if args.no_truncate else ", integer-truncated boxes)"))
+          + (", full-precision boxes)" if args.full_precision else ", boxes truncated toward zero)"))
     print(comparison_table(report, paper_tracker))
     write_json(Path(args.results) / run / "reproduce.json",
                {"config": args.config, "checkpoint": args.checkpoint, "paper_tracker": paper_tracker,

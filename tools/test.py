@@ -3,10 +3,13 @@
     python tools/test.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \
         --dataset lasot --root data/lasot --workers 2
 
-Results go to ``<results>/<run>/<dataset>/`` (boxes, per-frame times, run.json); a re-run resumes, and refuses a
-folder made with another checkpoint or other settings. Exit status: 0 done, 1 some sequences failed (each is
-named with its error; the others finish), 2 bad config, checkpoint, device, dataset or a results folder of another
-run (one line on stderr; ``--debug`` shows the traceback).
+Results go to ``<results>/<run>/<dataset>/`` (boxes at full precision, per-frame times, run.json); a re-run resumes,
+and refuses a folder whose results were made with another checkpoint or other settings. ``run.json`` records what
+ran (cached or full forward) and the box rule: ``tools/analyze.py`` and ``tools/pack.py`` truncate these boxes
+toward zero by default, as the official runner's ``astype(int)`` files were. Exit status: 0 done, 1 some sequences
+failed (each is named with its error; the others finish) or a worker process died, 2 bad config, dataset,
+checkpoint or device (the tracker cannot be built) or a results folder of another run (one line on stderr;
+``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mixformerv2.config import load_config, shadowed_overrides
-from mixformerv2.tracking.runner import run_benchmark, settings_key
+from mixformerv2.tracking.runner import WorkerDiedError, run_benchmark, settings_key
 from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import setup_logging
@@ -39,8 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_device_arg(p)
     p.add_argument("--results", default="results", help="results root folder")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
-    p.add_argument("--int-boxes", action="store_true", help="truncate boxes to integers, as the official code")
-    p.add_argument("--no-cache", action="store_true", help="full forward every frame (no template cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="full forward every frame (default: the cached template path where the model has one)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)
 
@@ -83,11 +86,15 @@ def main(argv=None) -> int:
                 describe_settings(cfg, key))
     for message in shadowed_overrides(cfg, args.overrides, key):
         logger.warning("%s", message)
-    with logging_redirect_tqdm():
-        summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
-                                run_name=args.run or Path(args.config).stem, device=device, workers=args.workers,
-                                int_boxes=args.int_boxes, cached=not args.no_cache, progress=not args.no_progress,
-                                folder=folder)
+    try:  # RunMismatchError, TrackerSetupError: user errors, cli_main exits 2
+        with logging_redirect_tqdm():
+            summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
+                                    run_name=args.run or Path(args.config).stem, device=device,
+                                    workers=args.workers, cached=False if args.no_cache else None,
+                                    progress=not args.no_progress, folder=folder)
+    except WorkerDiedError as err:
+        logger.error("%s", err)
+        return 1
     logger.info("%s: %d tracked, %d already complete, %d failed", summary.results_dir, len(summary.done),
                 len(summary.skipped), len(summary.failed))
     if summary.failed:

@@ -8,6 +8,10 @@ Layouts (benchmarks.md §1.4, §1.5; official_spec §4.6):
 
 Both servers fail silently on format details (space/tab delimiters, an extra parent folder, missing files), so
 ``check_submission`` reports every such problem before upload.
+
+Boxes are packed under the folder's box rule (``results.box_rule_for_folder``): our results (a ``run.json``) are
+truncated toward zero to integers, as the official ``transform_got10k.py`` / ``transform_trackingnet.py`` pack the
+runner's ``astype(int)`` files; raw results of other trackers are packed as stored.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..utils.io import atomic_write_bytes
+from .results import TRUNCATE_INT, BoxPolicy, box_rule_for_folder
 
 logger = logging.getLogger(__name__)
 
@@ -140,17 +145,35 @@ def _normalise_rows(text: str) -> str:
     return "".join(row + "\n" for row in rows)
 
 
+def _truncate_rows(text: str) -> str:
+    """Comma-separated rows -> the same rows with every number truncated toward zero (``astype(int)``: 12.996 -> 12,
+    -1.2 -> -1). A field that is not a finite number is left as it is, for the validator to report."""
+    rows = []
+    for line in text.splitlines():
+        fields = []
+        for value in line.split(","):
+            try:
+                fields.append(str(math.trunc(float(value))))
+            except (ValueError, OverflowError):  # text, NaN or infinity: reported by check_box_text
+                fields.append(value)
+        rows.append(",".join(fields))
+    return "".join(row + "\n" for row in rows)
+
+
 def _result_names(results_dir: Path) -> list[str]:
     return sorted(p.stem for p in results_dir.glob("*.txt") if not p.stem.endswith("_time"))
 
 
-def collect_submission(kind: str, results_dir: str | Path,
-                       expectation: Expectation) -> tuple[dict[str, str], list[str]]:
+def collect_submission(kind: str, results_dir: str | Path, expectation: Expectation,
+                       policy: BoxPolicy = BoxPolicy()) -> tuple[dict[str, str], list[str]]:
     """Build the zip members (path -> text) from a results folder (``<seq>.txt``, ``<seq>_time.txt``) and list
-    the problems found against ``expectation``."""
+    the problems found against ``expectation``. Boxes follow the folder's box rule under ``policy``."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"{results_dir}: results folder not found")
+    applied = box_rule_for_folder(results_dir, policy)
+    logger.info("%s: packing boxes %s (%s)", results_dir,
+                "truncated toward zero" if applied.rule == TRUNCATE_INT else "as stored", applied.reason)
     names = list(expectation.names) if expectation.names is not None else _result_names(results_dir)
     members: dict[str, str] = {}
     missing_boxes, missing_times = [], []
@@ -160,6 +183,8 @@ def collect_submission(kind: str, results_dir: str | Path,
             missing_boxes.append(name)
             continue
         boxes = _normalise_rows(box_path.read_text())
+        if applied.rule == TRUNCATE_INT:
+            boxes = _truncate_rows(boxes)
         if kind == "trackingnet":
             members[f"{name}.txt"] = boxes
             continue
@@ -198,14 +223,16 @@ def write_zip(members: dict[str, str], out_zip: str | Path) -> None:
 
 
 def pack(kind: str, results_dir: str | Path, out_zip: str | Path, expectation: Expectation | None = None,
-         force: bool = False) -> list[str]:
+         force: bool = False, policy: BoxPolicy = BoxPolicy()) -> list[str]:
     """Pack a results folder into a server submission and validate the zip.
 
+    policy: which box rule applies (default: our results truncated toward zero as the official packing scripts
+    write them, raw results as stored; ``BoxPolicy(full_precision=True)`` packs our boxes at full precision).
     Raises ``PackError`` (nothing written) when the results are incomplete or malformed, unless ``force``.
     Returns the problems of the written zip (empty when valid).
     """
     expectation = expectation or default_expectation(kind)
-    members, problems = collect_submission(kind, results_dir, expectation)
+    members, problems = collect_submission(kind, results_dir, expectation, policy)
     if not problems:  # missing files would be reported twice
         problems = _check_members(kind, members, expectation)
     if problems and not force:

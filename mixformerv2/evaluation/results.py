@@ -9,18 +9,39 @@ the toolkits commas, MATLAB trackers spaces). Layouts accepted under a results d
 
 A missing or malformed file raises :class:`ResultFileError` naming the sequence and the file; NaN, infinite values
 and negative sizes raise naming the file and the 1-based row.
+
+Box rules (which numbers are scored, benchmarks.md §1.8). The official runner saves boxes with ``astype(int)``
+(truncation toward zero) and the published numbers were computed from those files. Our runner stores boxes at full
+precision and writes ``run.json`` beside them with ``"box_rule": "truncate_int"``; such results are scored (and
+packed) truncated toward zero, exactly as the official pipeline would, unless ``full_precision`` is asked for. Result
+files without our ``run.json`` (raw results of other trackers, published runs) are scored as stored, unless
+``truncate_raw`` is asked for. Truncation is applied to the parsed float64 values, never to rounded text, so a
+coordinate never moves by a pixel.
 """
 from __future__ import annotations
 
 import io
+import json
+import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import EvaluationError
 
+logger = logging.getLogger(__name__)
+
 _SEPARATORS = re.compile(r"[,\t ]+")
+
+#: The manifest our runner (``tracking/runner.py``) writes beside its result files.
+MANIFEST = "run.json"
+#: Score the boxes truncated toward zero, as the official runner's ``astype(int)`` saves them.
+TRUNCATE_INT = "truncate_int"
+#: Score the boxes exactly as the file stores them.
+AS_STORED = "as_stored"
+BOX_RULES = (TRUNCATE_INT, AS_STORED)
 
 
 class ResultFileError(EvaluationError):
@@ -114,30 +135,131 @@ def find_result_files(results_dir: str | Path, tracker: str, dataset: str, seque
                           + ", ".join(str(p) for p in tried), sequence=sequence, path=tried[0])
 
 
+@dataclass(frozen=True)
+class BoxPolicy:
+    """Which box rule applies to which results (see the module docstring).
+
+    full_precision: score our results (a folder with our ``run.json``) as stored instead of by their box rule.
+    truncate_raw: truncate raw results of other trackers (no ``run.json``) toward zero instead of scoring them as
+        stored (their files came from another pipeline; use it when that pipeline truncated too).
+    """
+
+    full_precision: bool = False
+    truncate_raw: bool = False
+
+
+@dataclass(frozen=True)
+class AppliedRule:
+    """The rule applied to one results folder: ``rule`` (one of ``BOX_RULES``) and ``reason``, a phrase saying
+    why (which ``run.json``, which flag)."""
+
+    rule: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"box_rule": self.rule, "reason": self.reason}
+
+
+def read_manifest(folder: str | Path) -> dict | None:
+    """Our ``run.json`` in ``folder``, or None when there is none. Raises :class:`ResultFileError` naming the file
+    when it is not a JSON object."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultFileError(f"{path}: not valid JSON ({err})", path=path) from None
+    if not isinstance(manifest, dict):
+        raise ResultFileError(f"{path}: expected a JSON object, got {type(manifest).__name__}", path=path)
+    return manifest
+
+
+def box_rule_for_folder(folder: str | Path, policy: BoxPolicy = BoxPolicy()) -> AppliedRule:
+    """The box rule for the result files in ``folder`` under ``policy``.
+
+    Ours (a ``run.json``): its ``box_rule`` (``truncate_int``; an older ``run.json`` without the key is treated as
+    ``truncate_int`` with a warning), or ``as_stored`` with ``policy.full_precision``. Raw results: ``as_stored``, or
+    ``truncate_int`` with ``policy.truncate_raw``. An unknown ``box_rule`` raises naming the file.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        if policy.truncate_raw:
+            return AppliedRule(TRUNCATE_INT, "raw results, truncated as asked (truncate_raw)")
+        return AppliedRule(AS_STORED, f"raw results (no {MANIFEST}), scored as stored")
+    path = folder / MANIFEST
+    if policy.full_precision:
+        return AppliedRule(AS_STORED, f"{path}: full precision as asked (full_precision)")
+    rule = manifest.get("box_rule")
+    if rule is None:
+        logger.warning("%s: written by an older version without 'box_rule' (its boxes may be rounded to 2 "
+                       "decimals, which can move a truncated coordinate by a pixel); scoring truncated toward zero",
+                       path)
+        return AppliedRule(TRUNCATE_INT, f"{path}: no box_rule (older run), official truncation")
+    if rule not in BOX_RULES:
+        raise ResultFileError(f"{path}: box_rule: unknown rule {rule!r} (known: {', '.join(BOX_RULES)})", path=path)
+    return AppliedRule(rule, f"{path}: box_rule {rule}")
+
+
+def tracker_folder(results_dir: str | Path, tracker: str, dataset: str) -> Path:
+    """The folder whose ``run.json`` governs a tracker's results: ``DIR/<tracker>/<dataset>`` when it has one (our
+    runner's layout), else ``DIR/<tracker>``."""
+    base = Path(results_dir) / tracker
+    nested = base / dataset
+    return nested if (nested / MANIFEST).is_file() else base
+
+
+def box_rules(results_dir: str | Path, trackers: list[str], dataset: str,
+              policy: BoxPolicy = BoxPolicy()) -> dict[str, AppliedRule]:
+    """The box rule of every tracker (see :func:`box_rule_for_folder`), logged once per tracker."""
+    rules = {}
+    for tracker in trackers:
+        rules[tracker] = box_rule_for_folder(tracker_folder(results_dir, tracker, dataset), policy)
+        logger.info("%s: boxes scored %s (%s)", tracker,
+                    "truncated toward zero" if rules[tracker].rule == TRUNCATE_INT else "as stored",
+                    rules[tracker].reason)
+    return rules
+
+
+def apply_box_rule(boxes_xywh: np.ndarray, rule: str) -> np.ndarray:
+    """(N, 4) boxes under ``rule``: ``truncate_int`` -> ``np.trunc`` (the official ``astype(int)``: 12.996 -> 12,
+    -1.2 -> -1), ``as_stored`` -> unchanged. Returns float64."""
+    if rule == TRUNCATE_INT:
+        return np.trunc(boxes_xywh)
+    if rule == AS_STORED:
+        return boxes_xywh
+    raise ValueError(f"unknown box rule {rule!r} (known: {', '.join(BOX_RULES)})")
+
+
 def load_sequence_results(results_dir: str | Path, tracker: str, dataset: str, sequence: str,
-                          truncate_to_int: bool = False) -> list[np.ndarray]:
-    """All runs of one sequence as (N, 4) arrays. ``truncate_to_int`` applies the official pipeline's
-    ``astype(int)`` (truncation toward zero, benchmarks.md §1.8) to float result files."""
+                          rule: str = AS_STORED) -> list[np.ndarray]:
+    """All runs of one sequence as (N, 4) arrays, under box ``rule`` (see :func:`apply_box_rule`)."""
     runs = [read_result_file(p, sequence) for p in find_result_files(results_dir, tracker, dataset, sequence)]
-    return [np.trunc(r) for r in runs] if truncate_to_int else runs
+    return [apply_box_rule(r, rule) for r in runs]
 
 
 def collect_results(results_dir: str | Path, trackers: list[str], dataset: str, sequence_names: list[str],
-                    truncate_to_int: bool = False) -> tuple[dict[str, dict[str, list[np.ndarray]]],
-                                                            dict[str, dict[str, str]]]:
+                    rules: dict[str, AppliedRule] | None = None) -> tuple[dict[str, dict[str, list[np.ndarray]]],
+                                                                          dict[str, dict[str, str]]]:
     """Read every tracker's results for every sequence.
 
+    rules: the box rule per tracker (:func:`box_rules`); default: ``box_rules`` with the default policy (ours
+    truncated like the official pipeline, raw results as stored).
     Returns ``(found, problems)``: ``found[tracker][sequence]`` is the list of runs (arrays (N, 4)) and
     ``problems[tracker][sequence]`` the message of a missing or malformed file (the caller decides whether that is
     fatal). Order follows ``sequence_names``.
     """
+    if rules is None:
+        rules = box_rules(results_dir, trackers, dataset)
     found: dict[str, dict[str, list[np.ndarray]]] = {}
     problems: dict[str, dict[str, str]] = {}
     for tracker in trackers:
         found[tracker], problems[tracker] = {}, {}
         for name in sequence_names:
             try:
-                found[tracker][name] = load_sequence_results(results_dir, tracker, dataset, name, truncate_to_int)
+                found[tracker][name] = load_sequence_results(results_dir, tracker, dataset, name,
+                                                             rules[tracker].rule)
             except ResultFileError as err:
                 problems[tracker][name] = str(err)
     return found, problems

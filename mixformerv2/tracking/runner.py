@@ -2,14 +2,21 @@
 
 Layout of one run (``results_dir = <results>/<run>/<dataset>``):
 
-* ``<sequence>.txt``: one ``x,y,w,h`` row per frame (frame 0 = the initial box), comma-separated, 2 decimals, or
-  truncated integers with ``int_boxes`` (the official ``astype(int)``);
+* ``<sequence>.txt``: one ``x,y,w,h`` row per frame (frame 0 = the initial box), comma-separated, at full
+  precision (shortest round-trip text of each float64: never rounded);
 * ``<sequence>_time.txt``: seconds per frame of the tracker call (frame 0 = ``initialize``), image reading excluded;
-* ``run.json``: resolved config, checkpoint SHA-256, code version and tracker settings.
+* ``run.json``: resolved config, checkpoint SHA-256, code version, tracker settings, what the tracker really ran
+  (``tracker.forward_path``: ``cached`` or ``full``) and ``box_rule``.
 
-Every file is written atomically, the box file last, so a killed run leaves only complete sequences. A re-run of
-the same folder skips the complete sequences, but only when ``run.json`` matches; a different checkpoint, model or
-setting raises ``RunMismatchError`` instead of mixing results.
+``box_rule`` is ``truncate_int``: the official runner saves ``astype(int)`` boxes and the published numbers come from
+those, so ``evaluation/results.py`` and ``evaluation/packing.py`` score and pack our files truncated toward zero by
+default (full precision on request), while the files keep every digit.
+
+``run.json`` is written once the tracker is built (so a run that cannot start leaves nothing behind), before any
+result. Every file is written atomically, the box file last, so a killed run leaves only complete sequences. A
+re-run of the same folder skips the complete sequences, but only when ``run.json`` matches; a different checkpoint,
+model, setting or forward path raises ``RunMismatchError`` instead of mixing results. Only results that exist lock
+a folder: a ``run.json`` beside no box file is replaced by the next run's.
 """
 from __future__ import annotations
 
@@ -23,7 +30,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..config import Config, TestConfig, config_to_dict
@@ -32,12 +38,18 @@ from ..utils.device import default_device
 from ..utils.io import atomic_write_text, sha256_file
 from ..utils.version import code_version
 from .tracker import build_tracker
+from .workers import TrackerSetupError, WorkerDiedError, WorkerPool, first_line
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
+# The scoring rule written into run.json; evaluation/results.py reads it (the names are that module's BOX_RULES).
+BOX_RULE = "truncate_int"
 # run.json entries that must agree before results are reused (the rest is provenance only).
-_MATCH_KEYS = ("checkpoint_sha256", "model", "settings")
+_MATCH_KEYS = ("checkpoint_sha256", "model", "settings", "tracker")
+
+__all__ = ["MANIFEST", "RunMismatchError", "RunSummary", "SequenceResult", "TrackerSetupError", "WorkerDiedError",
+           "describe_tracker", "format_boxes", "make_manifest", "run_benchmark", "run_sequences", "track_sequence"]
 
 
 class RunMismatchError(RuntimeError):
@@ -96,12 +108,10 @@ def track_sequence(tracker, sequence: Sequence) -> SequenceResult:
     return SequenceResult(boxes, times, scores)
 
 
-def format_boxes(boxes_xywh: np.ndarray, int_boxes: bool = False) -> str:
-    """(N, 4) boxes -> text, one comma-separated row per frame; ``int_boxes`` truncates toward zero."""
-    if int_boxes:
-        rows = np.trunc(boxes_xywh).astype(np.int64)
-        return "".join(",".join(str(v) for v in row) + "\n" for row in rows)
-    return "".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in boxes_xywh)
+def format_boxes(boxes_xywh: np.ndarray) -> str:
+    """(N, 4) boxes -> text, one comma-separated row per frame, each value the shortest text that reads back as the
+    same float64 (``repr``), so scoring can truncate exactly as the official runner does."""
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in boxes_xywh)
 
 
 def format_times(times: np.ndarray) -> str:
@@ -113,11 +123,11 @@ def result_paths(results_dir: Path, name: str) -> tuple[Path, Path]:
     return results_dir / f"{name}.txt", results_dir / f"{name}_time.txt"
 
 
-def write_sequence_result(results_dir: Path, name: str, result: SequenceResult, int_boxes: bool = False) -> None:
+def write_sequence_result(results_dir: Path, name: str, result: SequenceResult) -> None:
     """Write the time file, then the box file, each atomically (the box file marks the sequence complete)."""
     box_path, time_path = result_paths(results_dir, name)
     atomic_write_text(time_path, format_times(result.times))
-    atomic_write_text(box_path, format_boxes(result.boxes_xywh, int_boxes))
+    atomic_write_text(box_path, format_boxes(result.boxes_xywh))
 
 
 def _count_lines(path: Path) -> int:
@@ -135,16 +145,23 @@ def is_complete(results_dir: Path, sequence: Sequence) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------- manifest
-def run_settings(test_cfg: TestConfig, dataset: str, int_boxes: bool, cached: bool) -> dict:
+def run_settings(test_cfg: TestConfig, dataset: str) -> dict:
     """The tracker settings of a run (``test_cfg`` already specialised to ``dataset``)."""
     settings = {k: v for k, v in asdict(test_cfg).items() if k != "datasets"}
-    settings.update(dataset=dataset, int_boxes=bool(int_boxes), cached=bool(cached))
+    settings.update(dataset=dataset)
     return settings
 
 
-def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str, int_boxes: bool, cached: bool,
+def describe_tracker(tracker) -> dict:
+    """What a built tracker really runs, as it reports it: ``{"forward_path": "cached" | "full"}`` (``"unknown"``
+    for a tracker that does not say)."""
+    return {"forward_path": getattr(tracker, "forward_path", "unknown")}
+
+
+def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str,
                   checkpoint_sha256: str | None = None) -> dict:
-    """The ``run.json`` content of a run (``cfg`` the resolved config, not yet specialised to ``dataset``)."""
+    """The ``run.json`` content of a run (``cfg`` the resolved config, not yet specialised to ``dataset``), without
+    the ``tracker`` entry, which ``run_sequences`` adds from the built tracker."""
     if checkpoint_sha256 is None:
         checkpoint_sha256 = sha256_file(checkpoint) if checkpoint is not None else "none (random weights)"
     resolved = config_to_dict(cfg)
@@ -153,7 +170,8 @@ def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str, int_
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "checkpoint_sha256": checkpoint_sha256,
         "model": resolved["model"],
-        "settings": run_settings(cfg.test.for_dataset(dataset), dataset, int_boxes, cached),
+        "settings": run_settings(cfg.test.for_dataset(dataset), dataset),
+        "box_rule": BOX_RULE,
         "code_version": code_version(),
         "config": resolved,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -171,69 +189,102 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def prepare_results_dir(results_dir: Path, manifest: dict) -> None:
-    """Create the folder and its ``run.json``, or check that the existing one matches ``manifest``.
+def existing_results(results_dir: Path) -> list[str]:
+    """Names of the sequences whose box file exists in ``results_dir`` (written last, so: finished sequences)."""
+    return sorted(p.stem for p in results_dir.glob("*.txt") if not p.stem.endswith("_time"))
 
-    Raises ``RunMismatchError`` listing the differing entries, and refuses a folder that holds result files
-    without a ``run.json`` (their origin is unknown).
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunMismatchError(f"{path}: unreadable ({err}); refusing to add results to a folder of unknown "
+                               "origin (choose another --run name or delete the folder)") from None
+    if not isinstance(manifest, dict):
+        raise RunMismatchError(f"{path}: not a JSON object; refusing to add results to a folder of unknown origin")
+    return manifest
+
+
+def check_results_dir(results_dir: Path, manifest: dict) -> dict | None:
+    """Check that a run with ``manifest`` may add results to ``results_dir``; returns the ``run.json`` that locks
+    the folder (None when nothing does).
+
+    Only existing results lock a folder: with box files present, the entries of ``_MATCH_KEYS`` that ``manifest``
+    has must equal the existing ``run.json``'s (``RunMismatchError`` lists the differences), and box files without
+    a ``run.json`` (origin unknown) are refused. A ``run.json`` beside no box file locks nothing.
     """
-    results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / MANIFEST
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diffs = _differences({k: old.get(k) for k in _MATCH_KEYS}, {k: manifest[k] for k in _MATCH_KEYS})
-        if diffs:
-            raise RunMismatchError(
-                f"{path}: these results were produced with a different checkpoint or settings; refusing to mix "
-                f"them (choose another --run name or delete the folder):\n  " + "\n  ".join(diffs))
+    finished = existing_results(results_dir) if results_dir.is_dir() else []
+    if not path.is_file():
+        if results_dir.is_dir() and any(results_dir.glob("*.txt")):
+            raise RunMismatchError(f"{results_dir}: holds result files but no {MANIFEST}; refusing to add to results "
+                                   "of unknown origin (choose another --run name or delete the folder)")
+        return None
+    if not finished:
+        return None
+    old = _read_manifest(path)
+    keys = [k for k in _MATCH_KEYS if k in manifest]
+    diffs = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
+    if diffs:
+        raise RunMismatchError(
+            f"{path}: these results were produced with a different checkpoint or settings; refusing to mix "
+            f"them (choose another --run name or delete the folder):\n  " + "\n  ".join(diffs))
+    return old
+
+
+def write_manifest(results_dir: Path, manifest: dict) -> None:
+    """Check ``results_dir`` against the complete ``manifest`` and write it as ``run.json``; a folder locked by a
+    matching ``run.json`` keeps it (the provenance of its first results), with a warning when the code differs."""
+    old = check_results_dir(results_dir, manifest)
+    path = results_dir / MANIFEST
+    if old is not None:
         if old.get("code_version") != manifest["code_version"]:
             logger.warning("%s: resuming results of code version %s with code version %s", path,
                            old.get("code_version"), manifest["code_version"])
         return
-    if any(results_dir.glob("*.txt")):
-        raise RunMismatchError(f"{results_dir}: holds result files but no {MANIFEST}; refusing to add to results "
-                               "of unknown origin (choose another --run name or delete the folder)")
+    if path.is_file():
+        logger.info("%s: replaced; the run that wrote it left no results", path)
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
 
 
-# ---------------------------------------------------------------------------------------------------- workers
-_worker_tracker = None
-
-
-def _init_worker(tracker_factory: Callable, threads: int) -> None:
-    global _worker_tracker
-    torch.set_num_threads(threads)
-    _worker_tracker = tracker_factory()
-
-
-def _run_one(task: tuple[Sequence, Path, bool]) -> tuple[str, str | None, int, float]:
-    """Worker entry point: track one sequence with this worker's tracker."""
-    return _track_and_write(_worker_tracker, task)
-
-
-def _track_and_write(tracker, task: tuple[Sequence, Path, bool]) -> tuple[str, str | None, int, float]:
+# ----------------------------------------------------------------------------------------------------- running
+def _track_and_write(tracker, task: tuple[Sequence, Path]) -> tuple[str, str | None, int, float]:
     """Track one sequence and write its files -> (name, error message or None, frames, tracker seconds)."""
-    sequence, results_dir, int_boxes = task
+    sequence, results_dir = task
     try:
         result = track_sequence(tracker, sequence)
-        write_sequence_result(results_dir, sequence.name, result, int_boxes)
+        write_sequence_result(results_dir, sequence.name, result)
     except Exception as err:  # a failing sequence must not stop the others; reported by run_sequences
         logger.debug("sequence %s failed", sequence.name, exc_info=True)
         return sequence.name, f"{type(err).__name__}: {err}", 0, 0.0
     return sequence.name, None, len(sequence), float(result.times.sum())
 
 
+def _build_tracker(tracker_factory: Callable):
+    """Build the tracker in this process; any failure becomes a one-line ``TrackerSetupError``."""
+    try:
+        return tracker_factory()
+    except Exception as err:  # re-raised with its first line; the cause stays chained for --debug
+        raise TrackerSetupError(first_line(err)) from err
+
+
 def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], results_dir: str | Path,
-                  manifest: dict, workers: int = 1, int_boxes: bool = False,
-                  progress: bool = True) -> RunSummary:
+                  manifest: dict, workers: int = 1, progress: bool = True) -> RunSummary:
     """Track every sequence not yet complete in ``results_dir``.
 
     tracker_factory: picklable zero-argument callable returning a tracker (built once per worker).
+    manifest: ``make_manifest``'s ``run.json`` content; the built tracker's ``describe_tracker`` is added as
+    ``"tracker"`` (what really runs), and the result is checked against an existing ``run.json`` and written before
+    the first result.
     workers: number of processes; ``<= 1`` runs in this process. Each spawned worker gets
     ``cpu_count // processes`` torch threads.
+
+    Raises ``RunMismatchError`` (folder of another run), ``TrackerSetupError`` (the tracker cannot be built, in this
+    process or in any worker: the run ends at once) or ``WorkerDiedError`` (a worker process was killed or crashed).
+    A sequence that fails is reported in the summary and the others go on.
     """
     results_dir = Path(results_dir)
-    prepare_results_dir(results_dir, manifest)
+    check_results_dir(results_dir, manifest)
     sequences = list(sequences)
     summary = RunSummary(results_dir)
     todo = []
@@ -247,18 +298,22 @@ def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], resu
                     len(sequences))
     if not todo:
         return summary
-    tasks = [(seq, results_dir, int_boxes) for seq in todo]
+    tasks = [(seq, results_dir) for seq in todo]
     bar = tqdm(total=len(tasks), desc=results_dir.parent.name + "/" + results_dir.name, unit="seq",
                disable=not progress)
-    if workers <= 1:
-        _collect(map(partial(_track_and_write, tracker_factory()), tasks), summary, bar)
-    else:
-        processes = min(workers, len(tasks))
-        threads = max(1, _available_cpus() // processes)
-        ctx = torch.multiprocessing.get_context("spawn")
-        with ctx.Pool(processes, initializer=_init_worker, initargs=(tracker_factory, threads)) as pool:
-            _collect(pool.imap_unordered(_run_one, tasks), summary, bar)
-    bar.close()
+    try:
+        if workers <= 1:
+            tracker = _build_tracker(tracker_factory)
+            write_manifest(results_dir, {**manifest, "tracker": describe_tracker(tracker)})
+            _collect(map(partial(_track_and_write, tracker), tasks), summary, bar)
+        else:
+            processes = min(workers, len(tasks))
+            threads = max(1, _available_cpus() // processes)
+            with WorkerPool(tracker_factory, describe_tracker, _track_and_write, processes, threads) as pool:
+                write_manifest(results_dir, {**manifest, "tracker": pool.start()})
+                _collect(pool.run(tasks), summary, bar)
+    finally:
+        bar.close()
     for name, message in summary.failed.items():
         logger.error("sequence %s failed: %s", name, message)
     return summary
@@ -294,15 +349,18 @@ def settings_key(cfg: Config, dataset: str, split: str | None = None) -> str:
 
 def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterable[Sequence], dataset: str,
                   results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
-                  workers: int = 1, int_boxes: bool = False, cached: bool = True, progress: bool = True,
+                  workers: int = 1, cached: bool | None = None, progress: bool = True,
                   folder: str | None = None) -> RunSummary:
     """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
     ``<results_root>/<run_name>/<folder or dataset>/``; each worker builds the tracker once with
-    ``build_tracker``."""
+    ``build_tracker``.
+
+    cached: ``None`` uses the cached template path where the model has one, ``True`` requires it (a model without
+    one is refused with ``TrackerSetupError``), ``False`` runs the full forward. ``run.json`` records what ran.
+    """
     device = device or default_device()
-    manifest = make_manifest(cfg, checkpoint, dataset, int_boxes, cached)
+    manifest = make_manifest(cfg, checkpoint, dataset)
     manifest.update(results_folder=folder or dataset, device=str(device))
     factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached)
     results_dir = Path(results_root) / run_name / (folder or dataset)
-    return run_sequences(factory, sequences, results_dir, manifest, workers=workers, int_boxes=int_boxes,
-                         progress=progress)
+    return run_sequences(factory, sequences, results_dir, manifest, workers=workers, progress=progress)

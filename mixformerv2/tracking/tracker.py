@@ -56,12 +56,14 @@ class MixFormerV2Tracker:
         device: where the network runs; the model is moved there.
         cached: encode the templates once per online-template change (``encode_templates``/``forward_search``)
             instead of running the full forward every frame; both give the same boxes up to float rounding.
+            ``None``: the cached path where the model has one; ``True`` on a model without one raises
+            ``ValueError``. ``forward_path`` says what runs.
         image_mean, image_std: RGB normalisation of the crops, the one the weights were trained with
             (``cfg.model.image_mean``/``image_std``; ``build_tracker`` passes them).
     """
 
     def __init__(self, model: nn.Module, test_cfg: TestConfig, template_size: int, search_size: int,
-                 device: torch.device | str = "cpu", cached: bool = True,
+                 device: torch.device | str = "cpu", cached: bool | None = None,
                  image_mean: tuple[float, ...] = IMAGENET_MEAN, image_std: tuple[float, ...] = IMAGENET_STD):
         if test_cfg.online_size < 1:
             raise ValueError(f"online_size must be >= 1, got {test_cfg.online_size}")
@@ -72,7 +74,11 @@ class MixFormerV2Tracker:
         self.search_size = int(search_size)
         self.device = torch.device(device)
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
-        self.cached = cached and hasattr(model, "encode_templates")
+        has_cache = hasattr(model, "encode_templates")
+        if cached and not has_cache:
+            raise ValueError(f"the cached template path was asked for, but {type(model).__name__} has none (no "
+                             "encode_templates); track with the full forward (--no-cache)")
+        self.cached = has_cache if cached is None else bool(cached)
         self.model = model.to(self.device).eval()
         self._reset_state()
 
@@ -86,6 +92,11 @@ class MixFormerV2Tracker:
         self.online_forget_id = 0
         self._cache = None
         self.num_template_sets = 0  # template sets used so far (1 + changes); the cached path encodes each once
+
+    @property
+    def forward_path(self) -> str:
+        """What runs every frame: ``"cached"`` (templates encoded once per change) or ``"full"`` (full forward)."""
+        return "cached" if self.cached else "full"
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _crop(self, image_rgb: np.ndarray, box_xywh, factor: float, size: int) -> tuple[torch.Tensor, Crop]:
@@ -167,12 +178,13 @@ class MixFormerV2Tracker:
 
 
 def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.device | str | None = None,
-                  dataset: str | None = None, cached: bool = True) -> MixFormerV2Tracker:
+                  dataset: str | None = None, cached: bool | None = None) -> MixFormerV2Tracker:
     """Build the network from ``cfg.model``, load ``checkpoint`` strictly and wrap it in a tracker.
 
     ``dataset`` selects the per-benchmark settings of ``cfg.test`` (``cfg.test.for_dataset``: the benchmark's entry
     wins over the ``test`` defaults). Crops are normalised with ``cfg.model.image_mean``/``image_std``.
-    ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only).
+    ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only). ``cached``: see
+    ``MixFormerV2Tracker``.
     """
     from ..models import build_model, load_checkpoint
 

@@ -32,6 +32,7 @@ USER_ERROR_CLASSES = (
     ("mixformerv2.evaluation.metrics", "EvaluationError"),
     ("mixformerv2.evaluation.packing", "PackError"),
     ("mixformerv2.tracking.runner", "RunMismatchError"),
+    ("mixformerv2.tracking.workers", "TrackerSetupError"),
 )
 
 
