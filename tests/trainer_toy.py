@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from mixformerv2.boxes import xywh_to_xyxy
+from mixformerv2.boxes import xywh_to_xyxy, xyxy_to_xywh
 from mixformerv2.config import Config, load_config
 from mixformerv2.data.pipeline import TrainLoader
 from mixformerv2.data.sampling import rank_indices, sample_generator
+from mixformerv2.models import build_model
 from mixformerv2.train.distributed import DistInfo
 from mixformerv2.train.metrics_log import setup_run_logging
 from mixformerv2.train.run import run_training
@@ -80,6 +81,23 @@ def build_toy_stage(cfg: Config, device: torch.device) -> ToyStage:
         stage.hang_at_step = int(os.environ["TOY_HANG_AT_STEP"])
         stage.hang_marker = os.environ["TOY_HANG_MARKER"]
     return stage
+
+
+class TinyBoxStage(BaseStage):
+    """A real (tiny) MixFormerV2 on the real pipeline's batches, trained with L1 on its box: for the end-to-end
+    run of tools/train.py (not a training recipe)."""
+
+    def loss(self, batch, step):
+        templates = batch["template_images"]
+        out = self.student(templates[:, 0], templates[:, 1], batch["search_image"])
+        target = batch.get("search_box_xywh_norm", batch.get("search_box_norm"))  # the hardening issue's rename
+        loss = F.l1_loss(out.box_xyxy_norm, xywh_to_xyxy(target))
+        return loss, {"iou": pairwise_iou_xywh(xyxy_to_xywh(out.box_xyxy_norm.detach()), target).mean()}
+
+
+@register_stage("tiny_box")
+def build_tiny_box_stage(cfg: Config, device: torch.device) -> TinyBoxStage:
+    return TinyBoxStage(build_model(cfg.model).to(device))
 
 
 class ToyDataset(Dataset):

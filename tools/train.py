@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         with logging_redirect_tqdm():
             trainer = run_training(cfg, output, resume=args.resume, device=args.device,
                                    progress=not args.no_progress)
-    except (ConfigError, ResumeError, CheckpointError, SamplingError) as err:
+    except (ConfigError, ResumeError, CheckpointError, SamplingError, OSError) as err:  # OSError: a data file
         logger.error("%s", err)
         return 2
     except NonFiniteError as err:

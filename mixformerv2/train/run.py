@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Config, dump_config
+from ..config import Config, ConfigError, dump_config
 from ..data.pipeline import build_train_loader, load_train_datasets
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .stage import build_stage
@@ -37,13 +37,23 @@ def build_loaders(cfg: Config, dist: DistInfo) -> tuple[object, object | None]:
     """This rank's training loader over ``data.train_datasets`` and, when ``train.val_interval`` and
     ``data.val_samples_per_epoch`` are set, a validation loader over ``data.val_datasets``: the same processing,
     always the samples of epoch 0, so every validation pass sees the same held-out set."""
-    train = build_train_loader(cfg, load_train_datasets(cfg), dist.rank, dist.world_size)
+    train = build_train_loader(cfg, _open_datasets(cfg, "data.train_datasets"), dist.rank, dist.world_size)
     d = cfg.data
     if not (cfg.train.val_interval and d.val_datasets and d.val_samples_per_epoch > 0):
         return train, None
     val_cfg = replace(cfg, data=replace(d, train_datasets=d.val_datasets, train_ratios=d.val_ratios,
                                         samples_per_epoch=d.val_samples_per_epoch))
-    return train, build_train_loader(val_cfg, load_train_datasets(val_cfg), dist.rank, dist.world_size)
+    return train, build_train_loader(val_cfg, _open_datasets(val_cfg, "data.val_datasets"), dist.rank,
+                                     dist.world_size)
+
+
+def _open_datasets(cfg: Config, key: str):
+    """The readers of ``cfg.data.train_datasets``; an unknown name or unusable root raises ``ConfigError``
+    naming ``key`` (missing files stay ``OSError``s naming the file)."""
+    try:
+        return load_train_datasets(cfg)
+    except (ValueError, KeyError) as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", device: str | torch.device = "cpu",

@@ -7,10 +7,12 @@ at the end hands over the model to save in the official layout. ``BaseStage`` im
 for the usual student (+ frozen teacher) case.
 
 Stages are built by name (``train.stage``) from a registry: ``@register_stage("teacher")`` on a factory
-``(cfg: Config, device: torch.device) -> Stage``, then ``build_stage(cfg, device)``.
+``(cfg: Config, device: torch.device) -> Stage``, then ``build_stage(cfg, device)``, which first imports the
+package ``mixformerv2.train.stages`` (if present) so that its modules register themselves.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 import torch
@@ -148,8 +150,19 @@ def list_stages() -> list[str]:
     return sorted(_STAGES)
 
 
+def _import_stage_modules() -> None:
+    """Import ``mixformerv2.train.stages`` (whose modules register the package's stages) when it exists."""
+    name = f"{__package__}.stages"
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+
+
 def build_stage(cfg: Config, device: torch.device) -> Stage:
     """The stage ``cfg.train.stage`` names, built on ``device``; an unknown name raises naming the key."""
+    _import_stage_modules()
     factory = _STAGES.get(cfg.train.stage)
     if factory is None:
         raise ConfigError(f"train.stage: unknown stage {cfg.train.stage!r} "
