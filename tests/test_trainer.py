@@ -229,3 +229,15 @@ def test_keep_last_k(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000010.pt", "step_00000012.pt"]
     assert CheckpointManager(tmp_path / "other", keep_last=2, is_main=False).save({}, 1) is None
     assert not (tmp_path / "other").exists()
+
+
+def test_benchmark_refuses_an_epoch_too_short_for_the_steps(tmp_path):
+    from mixformerv2.train.benchmark import benchmark_training
+
+    cfg = toy_config()
+    trainer = Trainer(ToyStage(ToyNet()), cfg, toy_loaders(cfg, DistInfo())[0], tmp_path, progress=False)
+    with pytest.raises(ValueError, match="12 batches per epoch, fewer than warm-up 3 \\+ steps 10"):
+        benchmark_training(trainer, steps=10)
+    result = benchmark_training(trainer, steps=4, warmup=1)
+    assert result["samples_per_s"] > 0 and result["steps"] == 4 and trainer.step == 0
+    assert not any(tmp_path.iterdir())  # nothing written

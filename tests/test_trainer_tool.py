@@ -108,3 +108,16 @@ def test_tool_a_dataset_without_a_usable_sequence_is_one_line(train_tool, tmp_pa
     assert code == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("dataset 'lasot_train': 1000 sequences drawn in a row")
+
+
+def test_profile_train_reports_throughput_and_phase_times(data_root, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", data_root)
+    out = tmp_path / "profile.json"
+    assert load_tool("profile_train").main(["--config", str(config), "--device", "cpu", "--steps", "2",
+                                            "--warmup", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    phases = [result[f"{name}_ms"] for name in ("data_wait", "forward", "backward", "optimizer")]
+    assert all(ms > 0 for ms in phases) and result["step_ms"] == pytest.approx(sum(phases))
+    assert 0 < result["data_wait_fraction"] < 1 and result["samples_per_s"] > 0
+    assert result["peak_memory_mib"] > 0 and (result["steps"], result["batch_size"]) == (2, 4)
+    assert not (tmp_path / "runs").exists()

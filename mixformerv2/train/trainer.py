@@ -265,11 +265,11 @@ class Trainer:
             start = time.perf_counter()
             batch = next(batches)
             window.wait_s += time.perf_counter() - start
-            batch = self._to_device(batch)
+            batch = self.to_device(batch)
             window.samples += batch_size_of(batch)
             names += batch_names(batch)
             with self._no_sync(micro < self.accum - 1):
-                with self._autocast():
+                with self.autocast():
                     loss, metrics = self.stage.loss(batch, self.step)
                 # backward also for a non-finite loss: under DDP every rank must join each gradient all-reduce
                 self.scaler.scale(loss / self.accum).backward()
@@ -280,7 +280,7 @@ class Trainer:
             for key, metric in metrics.items():
                 sums[key] += float(metric) / self.accum
             self.batch_in_epoch += 1
-        outcome, grad_norm = self._optimizer_step(any_rank(bool(bad_names), self.dist, self.device))
+        outcome, grad_norm = self.optimizer_step(any_rank(bool(bad_names), self.dist, self.device))
         if outcome == "ok":
             self.bad_in_row = 0
             window.good += 1
@@ -291,7 +291,7 @@ class Trainer:
             self._bad_step(outcome, bad_names or names)
         self.step += 1
 
-    def _optimizer_step(self, bad_loss: bool) -> tuple[str, float]:
+    def optimizer_step(self, bad_loss: bool) -> tuple[str, float]:
         """Set the learning rate, unscale, clip and step; returns (``ok`` | ``bad_loss`` | ``bad_grad`` |
         ``overflow``, gradient norm before clipping)."""
         factor = lr_factor(self.step, self.total_steps, self.steps_per_epoch, self.cfg.train)
@@ -332,10 +332,10 @@ class Trainer:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
-    def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def _autocast(self):
+    def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                               enabled=self.amp_dtype is not None)
 
@@ -379,9 +379,9 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         count = 0
         for batch in self.val_loader:
-            batch = self._to_device(batch)
+            batch = self.to_device(batch)
             size = batch_size_of(batch)
-            with self._autocast():
+            with self.autocast():
                 loss, metrics = self.stage.loss(batch, self.step)
             sums["loss"] += float(loss) * size
             for key, value in metrics.items():
