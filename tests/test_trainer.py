@@ -241,3 +241,29 @@ def test_benchmark_refuses_an_epoch_too_short_for_the_steps(tmp_path):
     result = benchmark_training(trainer, steps=4, warmup=1)
     assert result["samples_per_s"] > 0 and result["steps"] == 4 and trainer.step == 0
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+class GradBombStage(ToyStage):
+    """At iteration 2 the loss gains ``sqrt(0 * pred)``: its value is 0, its gradient NaN (inf * 0)."""
+
+    def loss(self, batch, step):
+        loss, metrics = super().loss(batch, step)
+        if step == 2:
+            loss = loss + torch.sqrt((self.student(batch["x"]) * 0).sum())
+        return loss, metrics
+
+
+@pytest.mark.parametrize("amp", ["false", "true"])
+def test_a_non_finite_gradient_is_skipped_or_left_to_the_fp16_scaler(tmp_path, caplog, amp):
+    cfg = toy_config("train.epochs=1", f"train.amp={amp}", "train.amp_dtype=float16")
+    trainer = Trainer(GradBombStage(ToyNet()), cfg, toy_loaders(cfg, DistInfo())[0], tmp_path, progress=False)
+    scale = trainer.scaler.get_scale()
+    with caplog.at_level(logging.INFO, logger="mixformerv2.train.trainer"):
+        trainer.fit()
+    assert all(trainer.optimizer.state[p]["step"] == 11 for p in trainer.params)  # 12 iterations, one not applied
+    if amp == "false":
+        assert (trainer.skipped_steps, trainer.overflow_steps) == (1, 0)
+        assert any("iteration 2 (epoch 0): non-finite gradient" in r.getMessage() for r in caplog.records)
+    else:  # an fp16 overflow: the scaler's business (scale halved), not a bad step
+        assert (trainer.skipped_steps, trainer.overflow_steps) == (0, 1)
+        assert trainer.scaler.get_scale() < scale
