@@ -147,6 +147,14 @@ class TrainConfig(_Frozen):
     print_interval: int = 50
     val_interval: int = 5
     keep_last: int = 3
+    # --- trainer (issue #9). An iteration is one optimizer step: grad_accum_steps batches of batch_size per process.
+    scheduler: str = "step"  # step: x lr_drop_gamma every lr_drop_epoch epochs | cosine: down to min_lr_factor
+    warmup_iters: int = 0  # linear warm-up of the learning rate over the first iterations (0: none)
+    min_lr_factor: float = 0.0  # cosine: the final learning rate as a fraction of lr
+    amp_dtype: str = "bfloat16"  # with amp: bfloat16 (autocast) | float16 (autocast and a GradScaler)
+    grad_accum_steps: int = 1  # batches per iteration and process; the gradient is their mean
+    checkpoint_interval: int = 0  # also write the full training state every N iterations (0: at epoch ends only)
+    max_bad_steps: int = 5  # stop after this many consecutive iterations with a non-finite loss or gradient
 
 
 @dataclass(frozen=True)

@@ -308,17 +308,22 @@ class TrainLoader:
                  rank: int = 0):
         self.dataset = dataset
         self.batch_size, self.num_workers, self.seed, self.rank = batch_size, num_workers, seed, rank
+        self.start_batch = 0
         self.counts: Counter = Counter()
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw ``epoch``'s samples next (workers are re-created per epoch, so they see it) and reset counts."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Draw ``epoch``'s samples next (workers are re-created per epoch, so they see it), from batch
+        ``start_batch`` on, and reset counts. A sample depends only on (seed, epoch, index), so starting at batch
+        ``k`` (a mid-epoch resume) yields exactly the batches ``k, k + 1, ...`` of a full pass."""
         self.dataset.set_epoch(epoch)
+        self.start_batch = start_batch
         self.counts = Counter()
 
     def _loader(self) -> DataLoader:
         state = np.random.SeedSequence([self.seed, self.dataset.epoch, self.rank]).generate_state(2, np.uint32)
         generator = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, drop_last=True,
+        return DataLoader(self.dataset, batch_size=self.batch_size, drop_last=True,
+                          sampler=range(self.start_batch * self.batch_size, len(self.dataset)),
                           num_workers=self.num_workers, worker_init_fn=worker_init if self.num_workers else None,
                           generator=generator, pin_memory=torch.cuda.is_available(),
                           prefetch_factor=4 if self.num_workers else None)

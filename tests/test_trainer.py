@@ -1,0 +1,269 @@
+"""Trainer core (issue #9): schedules, parameter groups, accumulation, AMP, NaN guard, checkpoints, resume checks,
+logs, and the loader's mid-epoch start. Toy stage and data: tests/trainer_toy.py; runs are in-process and tiny."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import replace
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from mixformerv2.config import ConfigError, TrainConfig
+from mixformerv2.data.pipeline import TrainLoader
+from mixformerv2.models.checkpoint import load_checkpoint
+from mixformerv2.train.checkpointing import (CheckpointManager, ResumeError, capture_rng_state, config_differences,
+                                             list_checkpoints, load_state, restore_rng_state)
+from mixformerv2.train.distributed import DistInfo
+from mixformerv2.train.run import run_training
+from mixformerv2.train.stage import Stage, build_stage, official_param_groups
+from mixformerv2.train.trainer import NonFiniteError, Trainer, lr_factor
+from trainer_toy import ToyDataset, ToyNet, ToyStage, toy_config, toy_loaders
+
+
+def run_toy(output, *overrides, nan=frozenset(), resume="auto"):
+    """A full in-process toy run (2 epochs x 12 iterations of 4 samples unless overridden)."""
+    return run_training(toy_config(*overrides), output, resume=resume, device="cpu",
+                        loaders=partial(toy_loaders, nan_indices=nan), progress=False)
+
+
+def weights(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.stage.finalize().state_dict().items()}
+
+
+def assert_weights_close(a, b, atol):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), (key, (a[key] - b[key]).abs().max())
+
+
+# -- pure functions -------------------------------------------------------------------------------------------------
+
+
+def test_lr_factor_step_schedule_drops_by_gamma_per_lr_drop_epoch():
+    t = TrainConfig(scheduler="step", lr_drop_epoch=3, lr_drop_gamma=0.1)
+    # 10 iterations per epoch: epochs 0-2 at 1, 3-5 at 0.1, 6- at 0.01 (official StepLR, stepped per epoch)
+    assert [lr_factor(s, 100, 10, t) for s in (0, 29, 30, 59, 60)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert lr_factor(99, 100, 10, replace(t, lr_drop_epoch=0)) == 1.0
+
+
+def test_lr_factor_cosine_with_warmup():
+    t = TrainConfig(scheduler="cosine", warmup_iters=10, min_lr_factor=0.1)
+    assert lr_factor(0, 110, 10, t) == pytest.approx(0.1)  # warm-up: (0 + 1) / 10 of the cosine value 1
+    assert lr_factor(4, 110, 10, t) == pytest.approx(0.5)
+    assert lr_factor(10, 110, 10, t) == pytest.approx(1.0)
+    assert lr_factor(60, 110, 10, t) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lr_factor(110, 110, 10, t) == pytest.approx(0.1)
+    assert lr_factor(500, 110, 10, t) == pytest.approx(0.1)
+
+
+def test_official_param_groups_split_backbone_and_leave_frozen_out():
+    net = ToyNet()
+    net.backbone[0].bias.requires_grad_(False)
+    groups = official_param_groups(net.named_parameters(), lr=4e-4, backbone_lr_multiplier=0.1)
+    assert [(g["name"], g["lr"]) for g in groups] == [("head", 4e-4), ("backbone", pytest.approx(4e-5))]
+    assert [id(p) for p in groups[0]["params"]] == [id(net.box_head.weight), id(net.box_head.bias)]
+    assert [id(p) for p in groups[1]["params"]] == [id(net.backbone[0].weight)]
+
+
+def test_toy_stage_satisfies_the_protocol_and_unknown_stage_names_the_key():
+    assert isinstance(ToyStage(ToyNet()), Stage)
+    with pytest.raises(ConfigError, match=r"train\.stage: unknown stage 'nope'.*toy"):
+        build_stage(toy_config("train.stage=nope"), torch.device("cpu"))
+
+
+def test_trainer_rejects_bad_settings_naming_the_key(tmp_path):
+    cfg = toy_config("train.scheduler=linear")
+    with pytest.raises(ConfigError, match=r"train\.scheduler: 'linear'"):
+        Trainer(ToyStage(ToyNet()), cfg, *toy_loaders(cfg, DistInfo())[:1], tmp_path)
+    cfg = toy_config("train.grad_accum_steps=13")  # 12 batches per epoch
+    with pytest.raises(ConfigError, match=r"fewer than train\.grad_accum_steps 13"):
+        Trainer(ToyStage(ToyNet()), cfg, *toy_loaders(cfg, DistInfo())[:1], tmp_path)
+
+
+def test_rng_states_round_trip():
+    state = capture_rng_state()
+    drawn = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng_state(state)
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert drawn[:2] == again[:2] and torch.equal(drawn[2], again[2])
+
+
+def test_config_differences_name_keys_and_ignore_free_ones():
+    a = {"train": {"lr": 1e-4, "keep_last": 3}, "data": {"num_workers": 8, "train_ratios": [1.0, 2.0]}}
+    b = {"train": {"lr": 2e-4, "keep_last": 5}, "data": {"num_workers": 2, "train_ratios": [1.0, 3.0]}}
+    assert config_differences(a, b) == ["data.train_ratios (checkpoint [1.0, 2.0], this run [1.0, 3.0])",
+                                        "train.lr (checkpoint 0.0001, this run 0.0002)"]
+
+
+# -- loader resume hook ---------------------------------------------------------------------------------------------
+
+
+def test_train_loader_start_batch_yields_the_rest_of_the_epoch():
+    loader = TrainLoader(ToyDataset(24, seed=3), batch_size=4, num_workers=0, seed=3)
+    loader.set_epoch(1)
+    full = [b["index"].tolist() for b in loader]
+    loader.set_epoch(1, start_batch=4)
+    rest = list(loader)
+    assert [b["index"].tolist() for b in rest] == full[4:] == [[16, 17, 18, 19], [20, 21, 22, 23]]
+    assert len(loader) == 6  # the epoch's length, wherever it starts
+
+
+# -- runs -----------------------------------------------------------------------------------------------------------
+
+
+def test_run_writes_outputs_logs_lr_groups_and_validation(tmp_path):
+    trainer = run_toy(tmp_path, "train.checkpoint_interval=5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl",
+                                                         "model_final.pth.tar", "tensorboard"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train] == [4, 8, 12, 16, 20, 24]
+    assert train[0]["lr/head"] == pytest.approx(0.01) and train[0]["lr/backbone"] == pytest.approx(0.001)
+    for key in ("loss", "loss/l1", "iou", "grad_norm", "samples_per_s", "data_wait_fraction", "skipped_steps",
+                "skipped_samples"):
+        assert key in train[-1]
+    val = [r for r in rows if r["split"] == "val"]
+    assert [(r["epoch"], r["step"]) for r in val] == [(1, 12), (2, 24)]
+    assert val[1]["loss"] < val[0]["loss"] and val[1]["iou"] > val[0]["iou"]  # it learns
+    # keep_last=2 of the states at 5, 10, 12 (epoch end), 15, 20, 24; the final model loads strictly
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_00000020.pt", "step_00000024.pt"]
+    net = ToyNet()
+    meta = load_checkpoint(net, trainer.model_path)
+    assert meta["epoch"] == 2 and meta["iteration"] == 24 and "lr: 0.01" in meta["config"]
+    assert_weights_close(net.state_dict(), weights(trainer), atol=0)
+
+
+def test_checkpoint_holds_full_state_and_loads_weights_only(tmp_path):
+    trainer = run_toy(tmp_path, "train.epochs=1", "train.amp=true", "train.amp_dtype=float16")
+    state = torch.load(tmp_path / "checkpoints" / "step_00000012.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"], state["world_size"]) == (12, 1, 0, 1)
+    assert state["scaler"]["scale"] > 0 and state["optimizer"]["param_groups"][1]["name"] == "backbone"
+    assert len(state["rng"]) == 1 and state["rng"][0]["torch"].dtype == torch.uint8
+    assert state["config"]["train"]["amp_dtype"] == "float16" and "stage: toy" in state["config_yaml"]
+    assert state["code_version"].startswith("0.")
+    assert_weights_close(state["stage"]["student"], weights(trainer), atol=0)
+
+
+def test_bf16_autocast_run_trains(tmp_path):
+    trainer = run_toy(tmp_path, "train.amp=true", "train.amp_dtype=bfloat16")
+    assert trainer.skipped_steps == 0 and all(torch.isfinite(w).all() for w in weights(trainer).values())
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    """2 batches of 4 per iteration draw the same 8 samples as one batch of 8; the mean of the two means is the
+    mean, so the weights agree to float rounding."""
+    accumulated = run_toy(tmp_path / "a", "train.grad_accum_steps=2")
+    large = run_toy(tmp_path / "b", "train.batch_size=8")
+    assert accumulated.step == large.step == 12
+    assert_weights_close(weights(accumulated), weights(large), atol=1e-6)
+
+
+def test_a_non_finite_loss_is_skipped_and_counted(tmp_path, caplog):
+    # samples 4-7 are batch 1 of each epoch: iterations 1 and 13 are skipped, the others train
+    with caplog.at_level(logging.WARNING, logger="mixformerv2.train.trainer"):
+        trainer = run_toy(tmp_path, nan=frozenset(range(4, 8)))
+    assert trainer.skipped_steps == 2 and trainer.step == 24
+    assert all(trainer.optimizer.state[p]["step"] == 22 for p in trainer.params)  # no update on skipped steps
+    assert all(torch.isfinite(w).all() for w in weights(trainer).values())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("iteration 1 (epoch 0): non-finite loss" in m and "toy/toy-0004" in m for m in messages)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in rows if r["split"] == "train"] == [1, 1, 1, 2, 2, 2]
+
+
+def test_k_bad_steps_in_a_row_stop_and_the_last_checkpoint_is_intact(tmp_path):
+    cfg = toy_config("train.max_bad_steps=3", "train.checkpoint_interval=2")
+    train, _ = toy_loaders(cfg, DistInfo(), nan_indices=frozenset(range(16, 32)))  # iterations 4-7 are NaN
+    trainer = Trainer(ToyStage(ToyNet()), cfg, train, tmp_path, progress=False)
+    with pytest.raises(NonFiniteError, match=r"iteration 6 \(epoch 0\): 3 consecutive iterations .*"
+                                             r"train\.max_bad_steps = 3.*toy/toy-0024.*step_00000004\.pt"):
+        trainer.fit()
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_00000002.pt", "step_00000004.pt"]
+    state = torch.load(tmp_path / "checkpoints" / "step_00000004.pt", weights_only=True)
+    assert state["step"] == 4
+    # iterations 4-6 were skipped: the weights in memory are still those of the last checkpoint
+    assert_weights_close(state["stage"]["student"], weights(trainer), atol=0)
+
+
+def test_resume_refuses_a_checkpoint_whose_config_differs_naming_the_key(tmp_path):
+    run_toy(tmp_path, "train.epochs=1", "data.num_workers=0")
+    with pytest.raises(ResumeError, match=r"step_00000012\.pt: its config differs from this run's at train\.lr "
+                                          r"\(checkpoint 0\.01, this run 0\.02\)"):
+        run_toy(tmp_path, "train.epochs=1", "train.lr=0.02")
+    with pytest.raises(ResumeError, match=r"holds checkpoints of an earlier run; resume it with --resume auto"):
+        run_toy(tmp_path, "train.epochs=1", resume="none")
+    # a key that does not change the trajectory may differ; the finished run resumes at its end
+    done = run_toy(tmp_path, "train.epochs=1", "data.num_workers=2")
+    assert done.resumed_from.name == "step_00000012.pt" and done.step == 12
+
+
+def test_atomic_save_leaves_no_partial_file_and_a_torn_file_is_refused(tmp_path, monkeypatch):
+    manager = CheckpointManager(tmp_path, keep_last=3)
+    manager.save({"format": "mixformerv2-train-state/1", "w": torch.ones(3)}, step=1)
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="disk full"):
+            manager.save({"format": "mixformerv2-train-state/1", "w": torch.zeros(3)}, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000001.pt"]
+    assert torch.equal(load_state(tmp_path / "step_00000001.pt")["w"], torch.ones(3))
+    torn = tmp_path / "step_00000003.pt"
+    torn.write_bytes((tmp_path / "step_00000001.pt").read_bytes()[:100])
+    with pytest.raises(ResumeError, match=r"step_00000003\.pt: not a readable training state"):
+        load_state(manager.resolve("auto"))
+
+
+def test_keep_last_k(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    for step in (3, 10, 7, 12):
+        manager.save({"format": "mixformerv2-train-state/1"}, step)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000010.pt", "step_00000012.pt"]
+    assert CheckpointManager(tmp_path / "other", keep_last=2, is_main=False).save({}, 1) is None
+    assert not (tmp_path / "other").exists()
+
+
+def test_benchmark_refuses_an_epoch_too_short_for_the_steps(tmp_path):
+    from mixformerv2.train.benchmark import benchmark_training
+
+    cfg = toy_config()
+    trainer = Trainer(ToyStage(ToyNet()), cfg, toy_loaders(cfg, DistInfo())[0], tmp_path, progress=False)
+    with pytest.raises(ValueError, match="12 batches per epoch, fewer than warm-up 3 \\+ steps 10"):
+        benchmark_training(trainer, steps=10)
+    result = benchmark_training(trainer, steps=4, warmup=1)
+    assert result["samples_per_s"] > 0 and result["steps"] == 4 and trainer.step == 0
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+class GradBombStage(ToyStage):
+    """At iteration 2 the loss gains ``sqrt(0 * pred)``: its value is 0, its gradient NaN (inf * 0)."""
+
+    def loss(self, batch, step):
+        loss, metrics = super().loss(batch, step)
+        if step == 2:
+            loss = loss + torch.sqrt((self.student(batch["x"]) * 0).sum())
+        return loss, metrics
+
+
+@pytest.mark.parametrize("amp", ["false", "true"])
+def test_a_non_finite_gradient_is_skipped_or_left_to_the_fp16_scaler(tmp_path, caplog, amp):
+    cfg = toy_config("train.epochs=1", f"train.amp={amp}", "train.amp_dtype=float16")
+    trainer = Trainer(GradBombStage(ToyNet()), cfg, toy_loaders(cfg, DistInfo())[0], tmp_path, progress=False)
+    scale = trainer.scaler.get_scale()
+    with caplog.at_level(logging.INFO, logger="mixformerv2.train.trainer"):
+        trainer.fit()
+    assert all(trainer.optimizer.state[p]["step"] == 11 for p in trainer.params)  # 12 iterations, one not applied
+    if amp == "false":
+        assert (trainer.skipped_steps, trainer.overflow_steps) == (1, 0)
+        assert any("iteration 2 (epoch 0): non-finite gradient" in r.getMessage() for r in caplog.records)
+    else:  # an fp16 overflow: the scaler's business (scale halved), not a bad step
+        assert (trainer.skipped_steps, trainer.overflow_steps) == (0, 1)
+        assert trainer.scaler.get_scale() < scale
