@@ -133,13 +133,13 @@ def test_tnl2k(tmp_path):
     assert seq.language == "the man holding a sword" and seq.object_class is None
 
 
-def test_tnl2k_negative_size_policy(tmp_path):
+def test_tnl2k_negative_size_is_an_invalid_frame(tmp_path):
     fx.make_tnl2k(tmp_path)
     fx.write_text(tmp_path / fx.TNL2K_NAME / "groundtruth.txt", "1,2,3,4\n1,2,-3,4\n1,2,3,4\n")
-    with pytest.raises(ValueError, match=r"groundtruth.txt: line 2: negative width or height"):
-        TNL2k(tmp_path)[fx.TNL2K_NAME]
-    seq = TNL2k(tmp_path, strict=False)[fx.TNL2K_NAME]
-    assert seq.visible.tolist() == [True, False, True]
+    seq = TNL2k(tmp_path)[fx.TNL2K_NAME]
+    assert seq.visible.tolist() == [True, False, True] and seq.gt_xywh[1].tolist() == [1, 2, -3, 4]
+    assert [i.kind for i in seq.annotation_issues] == ["invalid_box"]
+    assert "groundtruth.txt: line 2: width or height not positive" in seq.annotation_issues[0].message
 
 
 def test_uav123(tmp_path):
