@@ -23,6 +23,14 @@ GOT_TRAIN_ABSENCE = [0, 0, 0, 1]
 GOT_TRAIN_COVER = [8, 0, 4, 0]
 GOT_TRAIN_VISIBLE = [True, False, True, False]
 
+# Real LaSOT test rows (official_spec / the issue): lion-5 line 553 and tiger-6 line 118. The fixture sequences are
+# four frames long and hold these rows on line 3 (lion-5, flagged out of view) and line 2 (tiger-6, flagged present).
+LION5_ROW = "1,1,-1,-1"
+TIGER6_ROW = "613,731,247,-11"
+LION5_GT = f"5,5,10,10\n6,5,10,10\n{LION5_ROW}\n8,5,10,10\n"
+LION5_OUT_OF_VIEW = "0,0,1,0"
+TIGER6_GT = f"10,10,20,20\n{TIGER6_ROW}\n12,10,20,20\n14,10,20,20\n"
+
 TNL2K_NAME = "test_015_Sord_video_Q01_done"
 TNL2K_GT = np.array([[-3, 4, 20, 30], [0, 0, 0, 0], [5, -2, 20, 30]], dtype=np.float64)
 TNL2K_FRAMES = ["00000491.jpg", "00000492.png", "00000493.jpg"]
@@ -50,10 +58,10 @@ def box_lines(boxes, delimiter: str = ",") -> str:
 
 
 def _write_lasot_sequence(seq: Path, num_frames: int, groundtruth: str, full_occlusion: str, out_of_view: str,
-                          nlp: str | None = None) -> None:
+                          nlp: str | None = None, images: bool = True) -> None:
     """One LaSOT-layout sequence folder; the text files are written exactly as given (trailing newlines vary
-    on purpose, as they do in the real files)."""
-    for i in range(1, num_frames + 1):
+    on purpose, as they do in the real files). ``images=False``: no ``img/`` folder (the toolkits' annotations)."""
+    for i in range(1, num_frames + 1 if images else 1):
         write_image(seq / "img" / f"{i:08d}.jpg")
     write_text(seq / "groundtruth.txt", groundtruth)
     write_text(seq / "full_occlusion.txt", full_occlusion)
@@ -74,10 +82,21 @@ def make_lasot(root: Path, with_list: bool = True) -> Path:
     return root
 
 
-def make_lasot_ext(root: Path) -> Path:
-    """LaSOT_ext copy with the packaged name ``atv-1`` (3 frames)."""
+def make_lasot_real_rows(root: Path, images: bool = True) -> Path:
+    """LaSOT test copy with the real odd rows: ``lion-5`` (``1,1,-1,-1`` on line 3, out of view there) and
+    ``tiger-6`` (``613,731,247,-11`` on line 2, flagged present), 4 frames each, listed in ``testing_set.txt``;
+    ``images=False`` leaves out every ``img/`` folder, as the toolkits' annotation download does."""
+    _write_lasot_sequence(root / "lion" / "lion-5", 4, LION5_GT, "0,0,0,0\n", LION5_OUT_OF_VIEW + "\n",
+                          "lion walking on the grass\n", images=images)
+    _write_lasot_sequence(root / "tiger" / "tiger-6", 4, TIGER6_GT, "0,0,0,0", "0,0,0,0", images=images)
+    write_text(root / "testing_set.txt", "lion-5\ntiger-6\n")
+    return root
+
+
+def make_lasot_ext(root: Path, images: bool = True) -> Path:
+    """LaSOT_ext copy with the packaged name ``atv-1`` (3 frames; ``images=False``: no ``img/``)."""
     _write_lasot_sequence(root / "atv" / "atv-1", 3, "1,1,4,4\n2,2,4,4\n3,3,4,4\n", "0,0,0\n", "0,0,1\n",
-                          "red atv on sand")
+                          "red atv on sand", images=images)
     return root
 
 
@@ -128,11 +147,12 @@ def make_trackingnet(root: Path) -> Path:
     return root
 
 
-def make_tnl2k(root: Path) -> Path:
+def make_tnl2k(root: Path, images: bool = True) -> Path:
     """TNL2K test copy with the packaged name ``test_015_Sord_video_Q01_done``: mixed .jpg/.png frames, a negative
-    x, an all-zero absent row and a mixed-case language line."""
+    x, an all-zero absent row and a mixed-case language line; ``images=False`` leaves out ``imgs/`` (the toolkit's
+    annotation download)."""
     seq = root / TNL2K_NAME
-    for name in TNL2K_FRAMES:
+    for name in TNL2K_FRAMES if images else ():
         write_image(seq / "imgs" / name)
     write_text(seq / "groundtruth.txt", box_lines(TNL2K_GT))
     write_text(seq / "language.txt", "  The Man Holding A SWORD \nsecond line\n")
@@ -168,6 +188,8 @@ def make_otb(root: Path) -> Path:
     for i in range(1, 4):
         write_image(root / "KiteSurf" / "jpg" / f"{i:04d}.png")
         write_image(root / "Board" / "img" / f"{i:05d}.jpg")
+    for folder, first in (("Tiger1", 6), ("David", 300), ("Jogging", 1)):
+        write_image(root / folder / "img" / f"{first:04d}.jpg")
     return root
 
 

@@ -29,7 +29,7 @@ from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_sequence, evaluate_tracker, get_rules
 from mixformerv2.evaluation.report import (format_table, load_paper_results, paper_rows, plot_curves,
                                           write_json)
-from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results
+from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results, find_result_files
 from mixformerv2.utils.cli import cli_main, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
@@ -113,8 +113,10 @@ def main(argv=None) -> int:
     summaries = {}
     for tracker in args.trackers:
         try:
+            sources = [[str(p) for p in find_result_files(args.results, tracker, args.dataset, s.name)]
+                       for s in complete]
             summaries[tracker] = evaluate_tracker(rules, complete, [found[tracker][s.name] for s in complete],
-                                                  args.protocol, args.validity, args.exclude_invalid_frames)
+                                                  args.protocol, args.validity, args.exclude_invalid_frames, sources)
         except EvaluationError as err:
             print(f"error: {tracker}: {err}", file=sys.stderr)
             return 1

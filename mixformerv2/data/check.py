@@ -1,18 +1,20 @@
 """Dataset checker: verifies a benchmark copy on disk through its reader, so it checks exactly what training and
 evaluation will read.
 
-Problem kinds:
+Problem kinds (errors: the copy cannot be used as it is):
   * ``missing_sequence``: a listed sequence whose folder or annotation file does not exist;
-  * ``bad_row``: a ground-truth or label row the reader rejects (wrong field count, not a number, NaN where the
-    benchmark has none, negative size);
-  * ``length_mismatch``: ground truth, flag files and frames that disagree in length (including image files in a
-    sequence folder beyond the ground-truth rows);
-  * ``missing_frame``: a frame file that does not exist (or a gap in numbered frame names);
+  * ``bad_row``: a ground-truth or label row the reader cannot parse (wrong field count, not a number, NaN where the
+    benchmark has none);
+  * ``length_mismatch``: ground truth, flag files and frames that disagree in a way the toolkits do not accept
+    (flag files of another length, ground truth longer than a table's frame range);
+  * ``missing_frame``: a frame file or frame folder that does not exist (or a gap in numbered frame names);
   * ``unreadable_frame``: a frame that cannot be decoded or is cut short (only with ``check_images=True``, which
-    decodes every frame with the reader that training and tracking use);
-  * ``bad_box``: a zero or negative size on a frame the benchmark's own flags call present (LaSOT occlusion and
-    out-of-view, GOT-10k absence and cover). Benchmarks without such flags mark absence with ``0,0,0,0`` or NaN rows,
-    which are not problems.
+    decodes every frame with the reader that training and tracking use).
+
+Warning kinds (read as the official toolkits read them; the copy is usable and the exit status stays 0):
+  * ``invalid_box``: ground-truth rows with a zero or negative width or height (invalid frames, not visible), other
+    than the benchmark's ``0,0,0,0`` absent rows, from the reader's annotation issues;
+  * ``unannotated_frames``: frames beyond the last ground-truth row (left out of the sequence, as the toolkits do).
 """
 from __future__ import annotations
 
@@ -22,21 +24,22 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from mixformerv2.data.datasets.annotations import AnnotationError
+from mixformerv2.data.datasets.annotations import INVALID_BOX, UNANNOTATED_FRAMES, AnnotationError
 from mixformerv2.data.datasets.base import DatasetReader, FrameList
 from mixformerv2.data.sequence import FrameError, Sequence, read_frame_rgb
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_KINDS = ("missing_sequence", "bad_row", "length_mismatch", "missing_frame", "unreadable_frame", "bad_box")
+PROBLEM_KINDS = ("missing_sequence", "bad_row", "length_mismatch", "missing_frame", "unreadable_frame")
+WARNING_KINDS = (INVALID_BOX, UNANNOTATED_FRAMES)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem found: its kind (one of PROBLEM_KINDS), the sequence and a message naming the file or frame."""
+    """One problem found: its kind (one of PROBLEM_KINDS or WARNING_KINDS), the sequence and a message naming the
+    file or frame."""
 
     kind: str
     sequence: str
@@ -63,24 +66,32 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not any(self.counts.values())
+        """No error was found (warnings allowed)."""
+        return not any(self.counts.get(kind) for kind in PROBLEM_KINDS)
 
     def summary(self, max_examples: int = 5) -> str:
-        """Human-readable summary: totals, the count of each problem kind and its first examples."""
+        """Human-readable summary: totals, the count of each problem kind (errors, then warnings) and its first
+        examples."""
         lines = [f"{self.dataset} at {self.root}: {self.num_sequences} sequences, {self.num_frames} frames checked"]
-        if self.ok:
+        if not any(self.counts.values()):
             lines.append("no problems found")
             return "\n".join(lines)
-        for kind in PROBLEM_KINDS:
+        for kind in PROBLEM_KINDS + WARNING_KINDS:
             if self.counts.get(kind):
-                lines.append(f"{kind}: {self.counts[kind]}")
+                label = " (warning)" if kind in WARNING_KINDS else ""
+                lines.append(f"{kind}{label}: {self.counts[kind]}")
                 lines.extend(f"  {p.sequence}: {p.message}" for p in self.examples[kind][:max_examples])
+        if self.ok:
+            lines.append("no errors found (warnings only)")
         return "\n".join(lines)
 
 
-def check_dataset(reader: DatasetReader, check_images: bool = False, progress: bool = False) -> CheckReport:
-    """Check every sequence of ``reader``: annotations (through the reader's own strict parsing), frame files
-    (existence, or full decoding with ``check_images``), frame counts and box sizes. Returns the report."""
+def check_dataset(reader: DatasetReader, check_images: bool = False, progress: bool = False,
+                  check_frames: bool = True) -> CheckReport:
+    """Check every sequence of ``reader``: annotations (through the reader's own strict parsing, with its annotation
+    issues as warnings), frame files (existence, or full decoding with ``check_images``) and frame counts.
+    ``check_frames=False`` checks the annotations only (a copy for scoring, as the toolkits ship it). Returns the
+    report."""
     report = CheckReport(dataset=reader.name, root=reader.root)
     listings = _FolderListings()
     for name in tqdm(reader.sequence_names, desc=f"checking {reader.name}", disable=not progress, unit="seq"):
@@ -97,8 +108,10 @@ def check_dataset(reader: DatasetReader, check_images: bool = False, progress: b
             report.add("bad_row", name, str(error))
             continue
         report.num_frames += len(sequence)
-        _check_frames(report, sequence, listings, reader.whole_folder, check_images)
-        _check_boxes(report, sequence)
+        for issue in sequence.annotation_issues:
+            report.add(issue.kind, name, issue.message)
+        if check_frames:
+            _check_frames(report, sequence, listings, reader.whole_folder, check_images)
     return report
 
 
@@ -134,6 +147,10 @@ def _frame_names_by_folder(frame_paths) -> dict[Path, list[tuple[int, str]]]:
 
 def _check_frames(report: CheckReport, sequence: Sequence, listings: _FolderListings, whole_folder: bool,
                   check_images: bool) -> None:
+    missing_reason = getattr(sequence.frame_paths, "missing_reason", None)
+    if missing_reason is not None:
+        report.add("missing_frame", sequence.name, f"{missing_reason} ({len(sequence)} frames)")
+        return
     for folder, frames in _frame_names_by_folder(sequence.frame_paths).items():
         present = listings.get(folder)
         if present is None:
@@ -153,8 +170,9 @@ def _check_frames(report: CheckReport, sequence: Sequence, listings: _FolderList
             suffix = os.path.splitext(frames[0][1])[1]
             on_disk = sum(1 for name in present if name.endswith(suffix))
             if on_disk > len(frames):
-                report.add("length_mismatch", sequence.name,
-                           f"{folder}: {on_disk} '{suffix}' files but {len(frames)} ground-truth rows")
+                report.add(UNANNOTATED_FRAMES, sequence.name,
+                           f"{folder}: {on_disk} '{suffix}' files but {len(frames)} ground-truth rows; the frames "
+                           "after the last row are not part of the sequence (as in the official toolkits)")
 
 
 def _check_numbering(report: CheckReport, sequence_name: str, folder: Path, names: list[str]) -> None:
@@ -169,15 +187,3 @@ def _check_numbering(report: CheckReport, sequence_name: str, folder: Path, name
     for number in missing:
         report.add("missing_frame", sequence_name, f"{folder}: no frame numbered {number} between "
                                                    f"{numbers[0]} and {numbers[-1]}")
-
-
-def _check_boxes(report: CheckReport, sequence: Sequence) -> None:
-    absent = sequence.meta.get("absent")
-    if absent is None:
-        return
-    boxes = sequence.gt_xywh
-    with np.errstate(invalid="ignore"):
-        bad = ~np.asarray(absent) & ((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
-    for index in np.flatnonzero(bad):
-        report.add("bad_box", sequence.name, f"frame {index}: box {boxes[index].tolist()} has no area but the "
-                                             "benchmark's flags say the target is present")

@@ -41,8 +41,8 @@ def get_dataset(name: str, root: str | Path | None = None, split: str | None = N
 
     ``split`` selects the split of readers that have several (``lasot``: test/train, ``tnl2k``: test/train,
     ``coco``: train/val); names that fix a split (``got10k_val``, ``trackingnet_train``, ...) accept only that split.
-    Other keyword arguments go to the reader (``chunks=[0, 1]`` for ``trackingnet_train``, ``strict=False`` for
-    ``tnl2k``). An unknown name raises ValueError listing the known names.
+    Other keyword arguments go to the reader (``chunks=[0, 1]`` for ``trackingnet_train``). An unknown name raises
+    ValueError listing the known names.
     """
     key = name.lower()
     if key not in DATASETS:

@@ -8,6 +8,8 @@ from typing import Sequence as Sequence_
 import cv2
 import numpy as np
 
+from mixformerv2.data.datasets.annotations import AnnotationIssue
+
 
 @dataclass(frozen=True)
 class Sequence:
@@ -17,8 +19,11 @@ class Sequence:
     pixels exactly as the benchmark's files store them (LaSOT, OTB and UAV123 files are 1-based; no shift is applied,
     as in the official toolkits and trackers, so that metrics agree with theirs); rows the benchmark leaves
     unannotated (test-set frames after the first, NaN rows) are NaN. visible: (N,) bool, the target is
-    annotated and in view (occlusion/out-of-view flags where the benchmark has them). object_class and language are
-    None where the benchmark has none. meta holds benchmark-specific extras (e.g. GOT-10k cover labels, resolution).
+    annotated, has a positive width and height, and is in view (occlusion/out-of-view flags where the benchmark has
+    them). object_class and language are None where the benchmark has none. meta holds benchmark-specific extras
+    (e.g. GOT-10k cover labels, resolution). annotation_issues: what the reader found odd but read as the official
+    toolkits do (rows with a non-positive width or height, ground truth shorter than the frames), each naming the
+    file and lines; the reader logs them once per sequence and the dataset checker lists them as warnings.
     """
 
     name: str
@@ -29,6 +34,7 @@ class Sequence:
     object_class: str | None = None
     language: str | None = None
     meta: dict = field(default_factory=dict)
+    annotation_issues: tuple[AnnotationIssue, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frame_paths)

@@ -13,6 +13,13 @@ GOT-10k test and TrackingNet test have ground truth on frame 0 only and are scor
 
 All ground truth here is in the coordinate frame of the benchmark's own files, and result files are expected in the
 same frame, as every toolkit and every published raw result assumes.
+
+Ground-truth rows with a zero or negative width or height (real LaSOT rows such as ``1,1,-1,-1``) are invalid
+frames, scored by each protocol's own rule for invalid frames. Lengths follow the toolkits, and every case that is
+not an error is logged as a warning naming the result file: results longer than the ground truth are cut to it
+(LaSOT monkey-17 in published raw results); shorter results are an error for LaSOT (pytracking), for the MATLAB
+toolkits and for the got10k toolkit, and are zero-padded (the missing frames fail) for the other benchmarks under
+pytracking.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.datasets.annotations import absent_marker_rows
 from . import metrics
 from .metrics import EvaluationError, FrameErrors
 
@@ -95,17 +103,24 @@ def _fit_flags(flags: np.ndarray | None, n: int, fill: bool) -> np.ndarray | Non
     return np.concatenate([flags, np.full(n - len(flags), fill)]) if len(flags) < n else flags
 
 
+def _warn_longer(source: str | None, num_pred: int, num_gt: int) -> None:
+    if num_pred > num_gt:
+        logger.warning("%s: %d result rows for %d ground-truth frames; the rows after frame %d are ignored, as the "
+                       "official analysis does", source or "results", num_pred, num_gt, num_gt)
+
+
 def pytracking_frame_errors(pred_xywh: np.ndarray, gt_xywh: np.ndarray, dataset: str = "otb",
                             visible: np.ndarray | None = None, validity: str = "wh",
                             exclude_invalid_frames: bool = False,
-                            nan_gt_blocks_fill: bool | None = None) -> FrameErrors:
+                            nan_gt_blocks_fill: bool | None = None, source: str | None = None) -> FrameErrors:
     """pytracking's ``calc_seq_err_robust`` (benchmarks.md §2.1), vectorised.
 
     pred_xywh: (M, 4) predictions; gt_xywh: (N, 4) ground truth; dataset: pytracking's tag ("lasot",
     "lasot_extension_subset", "uav", "tnl2k", "otb", ...); visible: (N,) bool target_visible, required for
     "lasot"/"lasot_extension_subset" and ignored otherwise (only those loaders pass it). validity: "wh" (GT w > 0
     and h > 0; MixFormerV2/OSTrack) or "xywh" (all four > 0; pytracking HEAD). nan_gt_blocks_fill: a NaN GT row
-    stops the zero-size fill for that frame (default: literal pytracking, True).
+    stops the zero-size fill for that frame (default: literal pytracking, True). source: the result file, named in
+    the warning logged when the length rule cuts or pads.
 
     Rules: NaN or negative w/h in predictions raise; a prediction with w == 0 or h == 0 (frames >= 1, GT row not
     NaN) takes the previous prediction; longer predictions are cut, shorter ones raise for "lasot" and are padded
@@ -131,11 +146,14 @@ def pytracking_frame_errors(pred_xywh: np.ndarray, gt_xywh: np.ndarray, dataset:
             m = min(len(pred), n)
             blocked[:m] = np.isnan(gt[:m]).any(axis=1)
         pred = metrics.forward_fill_rows(pred, zero_size & ~blocked)
+    _warn_longer(source, len(pred), n)
     if len(pred) > n:
         pred = pred[:n]
     elif len(pred) < n:
         if dataset == "lasot":
             raise EvaluationError(f"{len(pred)} predicted rows for {n} ground-truth frames (LaSOT needs all)")
+        logger.warning("%s: %d result rows for %d ground-truth frames; the %d missing frames are scored as "
+                       "failures (zero boxes), as pytracking does", source or "results", len(pred), n, n - len(pred))
         pred = np.concatenate([pred, np.zeros((n - len(pred), 4))])
     pred[0] = gt[0]
 
@@ -161,7 +179,7 @@ def pytracking_frame_errors(pred_xywh: np.ndarray, gt_xywh: np.ndarray, dataset:
 
 
 def matlab_frame_errors(pred_xywh: np.ndarray, gt_xywh: np.ndarray, absent: np.ndarray | None = None,
-                        nan_gt_blocks_fill: bool = True) -> FrameErrors:
+                        nan_gt_blocks_fill: bool = True, source: str | None = None) -> FrameErrors:
     """The LaSOT / TNL2K MATLAB toolkits' ``calc_seq_err_robust.m`` + ``eval_tracker.m`` (benchmarks.md §2.3).
 
     pred_xywh: (M, 4); gt_xywh: (N, 4); absent: (N,) bool absent flags (cut or padded with False to N).
@@ -169,12 +187,14 @@ def matlab_frame_errors(pred_xywh: np.ndarray, gt_xywh: np.ndarray, absent: np.n
     w <= 0 or h <= 0 (frames >= 1, GT row without NaN) takes the previous prediction; frame 0 is set to the GT;
     absent frames are removed but the denominator stays N (they count as failures); a remaining frame whose GT does
     not have all four of x, y, w, h > 0 gets IoU -1 (failure) and centre and normalised errors -1 (successes).
-    Returned arrays cover the frames kept; ``valid`` marks those with all four GT values > 0.
+    Returned arrays cover the frames kept; ``valid`` marks those with all four GT values > 0. source: the result
+    file, named in the warning logged when longer predictions are cut.
     """
     pred, gt = _check_arrays(pred_xywh, gt_xywh)
     n = len(gt)
     if len(pred) < n:
         raise EvaluationError(f"{len(pred)} predicted rows for {n} ground-truth frames (the toolkit needs all)")
+    _warn_longer(source, len(pred), n)
     pred = pred[:n]
     with np.errstate(invalid="ignore"):
         bad = np.isnan(pred).any(axis=1) | (pred[:, 2] <= 0) | (pred[:, 3] <= 0)
@@ -270,8 +290,10 @@ def eval_sequence(sequence, dataset: str, absent: np.ndarray | None = None) -> E
     LaSOT / LaSOT_ext: ``visible`` is not full_occlusion and not out_of_view (``meta['absent']``), without the
     reader's w > 0 and h > 0 term, as pytracking defines ``target_visible``; those flags are also the toolkit's
     absent frames. TNL2K: no flag file ships with the dataset, so unless ``absent`` is given (the toolkit's
-    ``annos/absent/<seq>.txt``), the toolkit's absent frames are taken as the rows without a positive size (its
-    absent frames are all ``0,0,0,0``). GOT-10k: ``meta['cover']`` and ``meta['resolution']``.
+    ``annos/absent/<seq>.txt``), the toolkit's absent frames are taken as the ``0,0,0,0`` rows (its absent frames
+    are all ``0,0,0,0``); other rows without a positive size stay in, as invalid frames. Absent flags of another
+    length than the ground truth are cut or padded with "present", with a warning. GOT-10k: ``meta['cover']`` and
+    ``meta['resolution']``.
     """
     rules = get_rules(dataset)
     meta = getattr(sequence, "meta", None) or {}
@@ -279,8 +301,11 @@ def eval_sequence(sequence, dataset: str, absent: np.ndarray | None = None) -> E
     visible = None
     if rules.uses_visible:
         visible = ~np.asarray(meta["absent"], dtype=bool) if "absent" in meta else np.asarray(sequence.visible)
+    if absent is not None and len(absent) != len(gt):
+        logger.warning("%s: %d absent flags for %d ground-truth rows; flags are cut or padded with 'present' to the "
+                       "ground truth", sequence.name, len(absent), len(gt))
     if absent is None and rules.toolkit == "matlab":
-        absent = ~visible if visible is not None else ~np.asarray(sequence.visible, dtype=bool)
+        absent = ~visible if visible is not None else absent_marker_rows(gt)
     resolution = meta.get("resolution")
     return EvalSequence(name=sequence.name, gt_xywh=gt, visible=visible,
                         absent=None if absent is None else np.asarray(absent, dtype=bool),
@@ -289,19 +314,21 @@ def eval_sequence(sequence, dataset: str, absent: np.ndarray | None = None) -> E
 
 
 def sequence_errors(rules: BenchmarkRules, protocol: str, seq: EvalSequence, pred_xywh: np.ndarray,
-                    validity: str = "wh", exclude_invalid_frames: bool = False) -> FrameErrors:
+                    validity: str = "wh", exclude_invalid_frames: bool = False,
+                    source: str | None = None) -> FrameErrors:
     """Per-frame errors of one sequence under ``protocol`` ("pytracking" or "toolkit") for a benchmark whose
-    toolkit is not "got10k"."""
+    toolkit is not "got10k". source: the result file, named in length warnings."""
     if protocol == "pytracking":
         return pytracking_frame_errors(pred_xywh, seq.gt_xywh, rules.pytracking_name, seq.visible, validity,
-                                       exclude_invalid_frames, nan_gt_blocks_fill=rules.gt_has_nan)
+                                       exclude_invalid_frames, nan_gt_blocks_fill=rules.gt_has_nan, source=source)
     if protocol != "toolkit":
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if rules.toolkit == "matlab":
         absent = seq.absent
         if absent is None and seq.visible is not None:
             absent = ~np.asarray(seq.visible, dtype=bool)
-        return matlab_frame_errors(pred_xywh, seq.gt_xywh, absent, nan_gt_blocks_fill=rules.gt_has_nan)
+        return matlab_frame_errors(pred_xywh, seq.gt_xywh, absent, nan_gt_blocks_fill=rules.gt_has_nan,
+                                   source=source)
     if rules.toolkit in ("otb", "uav"):
         return otb_toolkit_frame_errors(pred_xywh, seq.gt_xywh, drop_nan_gt=rules.toolkit == "uav")
     raise ValueError(f"{rules.dataset}: no per-frame toolkit rules ({rules.toolkit!r})")
@@ -309,11 +336,13 @@ def sequence_errors(rules: BenchmarkRules, protocol: str, seq: EvalSequence, pre
 
 def evaluate_tracker(rules: BenchmarkRules, sequences: list[EvalSequence], predictions: list[list[np.ndarray]],
                      protocol: str = "pytracking", validity: str = "wh",
-                     exclude_invalid_frames: bool = False) -> dict:
+                     exclude_invalid_frames: bool = False, sources: list[list[str]] | None = None) -> dict:
     """Score one tracker on a benchmark.
 
     sequences: the S sequences; predictions: for each sequence a list of (M, 4) arrays, one per run (runs are
     averaged per sequence, as pytracking's ``merge_results``, or pooled for GOT-10k, as the got10k toolkit does).
+    sources: for each sequence the result file of each run, named in length warnings and errors (default: the
+    sequence name and run number).
     Returns, in percent, ``auc, op50, op75, precision, norm_precision, success_curve (21), precision_curve (51),
     norm_precision_curve (51)`` (MATLAB toolkits add ``precision_auc, norm_precision_auc``: the curve means that
     their 'AUC' ranking prints), or for GOT-10k val ``ao, sr50, sr75, success_curve (101)``. An error in one
@@ -330,14 +359,19 @@ def evaluate_tracker(rules: BenchmarkRules, sequences: list[EvalSequence], predi
     thresholds = {"pytracking": metrics.OVERLAP_THRESHOLDS,
                   "toolkit": metrics.OVERLAP_THRESHOLDS_MATLAB if toolkit_matlab
                   else metrics.OVERLAP_THRESHOLDS_LINSPACE}[protocol]
+    if sources is not None and [len(s) for s in sources] != [len(r) for r in predictions]:
+        raise ValueError("sources must name one result file per run of each sequence")
     curves = []
-    for seq, runs in zip(sequences, predictions):
-        try:
-            per_run = [metrics.sequence_curves(
-                sequence_errors(rules, protocol, seq, pred, validity, exclude_invalid_frames), thresholds)
-                for pred in runs]
-        except EvaluationError as err:
-            raise EvaluationError(f"{seq.name}: {err}") from err
+    for index, (seq, runs) in enumerate(zip(sequences, predictions)):
+        names = sources[index] if sources is not None else [f"{seq.name} run {k + 1}" for k in range(len(runs))]
+        per_run = []
+        for pred, source in zip(runs, names):
+            try:
+                errors = sequence_errors(rules, protocol, seq, pred, validity, exclude_invalid_frames, str(source))
+            except EvaluationError as err:
+                where = f"{seq.name}: {source}" if sources is not None else seq.name
+                raise EvaluationError(f"{where}: {err}") from err
+            per_run.append(metrics.sequence_curves(errors, thresholds))
         curves.append([np.mean([getattr(c, k) for c in per_run], axis=0)
                        for k in ("success", "precision", "norm_precision")])
     stacked = [np.stack([c[i] for c in curves]) for i in range(3)]

@@ -1,24 +1,34 @@
-"""Strict parsers for the benchmarks' annotation files.
+"""Strict parsers for the benchmarks' annotation files, and the official toolkits' rules for odd rows.
 
-Bad ground truth never becomes a silent number: a row with the wrong number of fields, a value that is not a number,
-an infinite value, a NaN where the benchmark has none, a negative width or height, or a file whose length disagrees
-with the frame count raises :class:`AnnotationError`, which names the file and the 1-based line.
+What cannot be parsed never becomes a silent number: a row with the wrong number of fields, a value that is not a
+number, an infinite value, a NaN where the benchmark has none, or a file whose length disagrees with the frame count
+raises :class:`AnnotationError`, which names the file and the 1-based line.
+
+What the official toolkits read and score is kept: a row with a zero or negative width or height (real LaSOT test
+files hold ``1,1,-1,-1`` in lion-5 line 553 and ``613,731,247,-11`` in tiger-6 line 118) is an invalid frame, never
+visible, and scored as the toolkits score invalid frames. Such rows, and ground truth shorter than the frames, are
+reported as :class:`AnnotationIssue` warnings that name the file and the lines; the reader logs them once per
+sequence. ``0,0,0,0`` rows are the benchmarks' own "target absent" marker and are not reported (unless the
+benchmark's flags say the target is present).
 """
 from __future__ import annotations
 
 import io
-import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
-
 #: Values of ``AnnotationError.kind``.
 BAD_ROW = "bad_row"
 LENGTH_MISMATCH = "length_mismatch"
+#: Values of ``AnnotationIssue.kind``.
+INVALID_BOX = "invalid_box"
+UNANNOTATED_FRAMES = "unannotated_frames"
+
+_LISTED_LINES = 5
 
 
 class AnnotationError(ValueError):
@@ -42,14 +52,24 @@ def read_text(path: str | Path, what: str = "annotation file") -> str:
         raise FileNotFoundError(f"{path}: {what} is missing") from None
 
 
-def read_boxes(path: str | Path, delimiter: str | None = ",", *, allow_nan: bool = False,
-               allow_negative_size: bool = False) -> np.ndarray:
+@dataclass(frozen=True)
+class AnnotationIssue:
+    """Something in a benchmark's annotation that is read the way the official toolkits read it, but that a user
+    should know about. ``kind`` is ``"invalid_box"`` (rows with a zero or negative width or height: invalid frames)
+    or ``"unannotated_frames"`` (ground truth shorter than the frames: the extra frames are left out); ``message``
+    names the file and the 1-based lines."""
+
+    kind: str
+    message: str
+
+
+def read_boxes(path: str | Path, delimiter: str | None = ",", *, allow_nan: bool = False) -> np.ndarray:
     """Read an ``x,y,w,h`` box file: one row per frame, returned as (N, 4) float64 exactly as stored.
 
     delimiter: ``","``, ``"\\t"``, None (any whitespace) or ``"auto"`` (comma when the first row has one, else
     whitespace; OTB mixes both). allow_nan: all-NaN rows are the benchmark's "target absent" rows (UAV123); a row that
-    is only partly NaN is always an error. allow_negative_size: keep rows with a negative width or height (the caller
-    marks them invisible) instead of raising.
+    is only partly NaN is always an error. Rows with a zero or negative width or height are kept as stored (see
+    :func:`invalid_box_issue`).
     """
     text = read_text(path, "ground-truth file")
     body = text.rstrip()
@@ -66,7 +86,7 @@ def read_boxes(path: str | Path, delimiter: str | None = ",", *, allow_nan: bool
         _locate_bad_row(path, body, delimiter)
     if boxes.shape[1] != 4:
         _locate_bad_row(path, body, delimiter)
-    _validate_boxes(path, boxes, allow_nan=allow_nan, allow_negative_size=allow_negative_size)
+    _validate_boxes(path, boxes, allow_nan=allow_nan)
     return boxes
 
 
@@ -87,7 +107,7 @@ def _locate_bad_row(path: str | Path, body: str, delimiter: str | None) -> NoRet
     raise AnnotationError(path, "cannot be parsed as rows of x,y,w,h")
 
 
-def _validate_boxes(path: str | Path, boxes: np.ndarray, *, allow_nan: bool, allow_negative_size: bool) -> None:
+def _validate_boxes(path: str | Path, boxes: np.ndarray, *, allow_nan: bool) -> None:
     nan = np.isnan(boxes)
     if np.isinf(boxes).any():
         raise AnnotationError(path, "infinite value", line=_first_row(np.isinf(boxes).any(axis=1)))
@@ -96,14 +116,52 @@ def _validate_boxes(path: str | Path, boxes: np.ndarray, *, allow_nan: bool, all
         raise AnnotationError(path, "row is partly NaN", line=_first_row(partial))
     if not allow_nan and nan.any():
         raise AnnotationError(path, "NaN row (this benchmark has no NaN rows)", line=_first_row(nan.any(axis=1)))
+
+
+def positive_size(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(N,) bool: width and height both > 0 (False for NaN rows). The official toolkits' validity rule for w, h."""
     with np.errstate(invalid="ignore"):
-        negative = (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
-    if negative.any():
-        if not allow_negative_size:
-            row = _first_row(negative)
-            raise AnnotationError(path, f"negative width or height {boxes[row - 1, 2:].tolist()}", line=row)
-        logger.warning("%s: %d rows with a negative width or height are treated as absent (first: line %d)",
-                       path, int(negative.sum()), _first_row(negative))
+        return (boxes_xywh[:, 2] > 0) & (boxes_xywh[:, 3] > 0)
+
+
+def absent_marker_rows(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(N,) bool: the benchmarks' own "target absent" rows, ``0,0,0,0`` (LaSOT, TNL2K, GOT-10k) or all NaN
+    (UAV123)."""
+    return (boxes_xywh == 0).all(axis=1) | np.isnan(boxes_xywh).all(axis=1)
+
+
+def invalid_box_issue(path: str | Path, boxes_xywh: np.ndarray, flagged_absent: np.ndarray | None = None,
+                      first_line: int = 1) -> AnnotationIssue | None:
+    """The ``invalid_box`` issue of a ground-truth file, or None when it has no such row.
+
+    Reported rows have a zero or negative width or height and are not an absent marker (:func:`absent_marker_rows`)
+    on a frame the benchmark calls absent: with ``flagged_absent`` ((N,) bool, the benchmark's own absence flags),
+    a ``0,0,0,0`` row on a frame flagged present is reported too; without flags every ``0,0,0,0`` row is the marker.
+    first_line: the file line of ``boxes_xywh[0]`` (rows dropped before it, as OTB's ``init_omit``, shift it).
+    """
+    marker = absent_marker_rows(boxes_xywh)
+    if flagged_absent is not None:
+        marker &= np.asarray(flagged_absent, dtype=bool)
+    bad = ~positive_size(boxes_xywh) & ~marker
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad)
+    lines = ", ".join(str(int(r) + first_line) for r in rows[:_LISTED_LINES])
+    more = f" and {len(rows) - _LISTED_LINES} more" if len(rows) > _LISTED_LINES else ""
+    first = ",".join(f"{v:g}" for v in boxes_xywh[rows[0]])
+    plural = "s" if len(rows) > 1 else ""
+    return AnnotationIssue(INVALID_BOX, f"{path}: line{plural} {lines}{more}: width or height not positive "
+                                        f"(first: {first}); invalid frame{plural}: target not visible, scored as "
+                                        "the official toolkits score invalid frames")
+
+
+def unannotated_frames_issue(path: str | Path, num_rows: int, num_frames: int, frames_what: str) -> AnnotationIssue:
+    """The ``unannotated_frames`` issue of a ground-truth file with fewer rows than there are frames: the toolkits
+    score only annotated frames (results beyond the ground truth are cut), so the frames after the last row are left
+    out of the sequence."""
+    return AnnotationIssue(UNANNOTATED_FRAMES, f"{path}: has {num_rows} rows but {frames_what} has {num_frames}; "
+                                               f"the {num_frames - num_rows} frames after the last row are left out, "
+                                               "as the official toolkits score only annotated frames")
 
 
 def _first_row(mask: np.ndarray) -> int:
@@ -185,12 +243,12 @@ def first_frame_ground_truth(gt_path: Path, gt_xywh: np.ndarray, num_frames: int
     if num_frames == 0:
         raise AnnotationError(gt_path, f"no frames in {gt_path.parent}", kind=LENGTH_MISMATCH)
     if len(gt_xywh) == num_frames:
-        return gt_xywh, (gt_xywh[:, 2] > 0) & (gt_xywh[:, 3] > 0)
+        return gt_xywh, positive_size(gt_xywh)
     if len(gt_xywh) != 1:
         raise AnnotationError(gt_path, f"test ground truth has {len(gt_xywh)} rows; expected 1 (first frame) or "
                                        f"{num_frames} (frames in {gt_path.parent})", kind=LENGTH_MISMATCH)
     full = np.full((num_frames, 4), np.nan)
     full[0] = gt_xywh[0]
     visible = np.zeros(num_frames, dtype=bool)
-    visible[0] = True
+    visible[0] = positive_size(gt_xywh[:1])[0]
     return full, visible

@@ -1,7 +1,10 @@
 """What every benchmark reader shares: the reader interface, lazy frame-path lists and the packaged split lists.
 
 A reader is cheap: building it reads at most a sequence list, and ``reader[i]`` reads the annotation files of one
-sequence (and may list its frame folder) but never opens an image.
+sequence (and may list its frame folder) but never opens an image. Frames are not needed to read annotations: the
+benchmarks' evaluation toolkits ship annotation files without frames, and scoring works on such a copy. A sequence
+whose frame folder is missing gets a :class:`FrameList` of the ground truth's length that raises
+``FileNotFoundError`` naming the folder when a frame path is asked for, i.e. only when tracking or training starts.
 """
 from __future__ import annotations
 
@@ -25,16 +28,18 @@ class FrameList(collections.abc.Sequence):
     up front, which costs more than reading the ground truth.
 
     Numbered frames are ``folder / f"{start + i:0{nz}d}.{ext}"`` (nz=0: no padding); listed frames are
-    ``folder / names[i]``.
+    ``folder / names[i]``; an unavailable list has a length but raises ``FileNotFoundError`` (its ``missing_reason``)
+    for any path.
     """
 
-    __slots__ = ("folder", "_names", "_start", "_count", "_nz", "_ext")
+    __slots__ = ("folder", "_names", "_start", "_count", "_nz", "_ext", "missing_reason")
 
     def __init__(self, folder: str | Path, *, names: list[str] | None = None, start: int = 0, count: int = 0,
-                 nz: int = 0, ext: str = "jpg"):
+                 nz: int = 0, ext: str = "jpg", missing_reason: str | None = None):
         self.folder = Path(folder)
         self._names = list(names) if names is not None else None
         self._start, self._count, self._nz, self._ext = start, count, nz, ext
+        self.missing_reason = missing_reason
 
     @classmethod
     def numbered(cls, folder: str | Path, start: int, count: int, nz: int, ext: str) -> "FrameList":
@@ -46,11 +51,19 @@ class FrameList(collections.abc.Sequence):
         """Frames given by their file names inside ``folder``, in order."""
         return cls(folder, names=names)
 
+    @classmethod
+    def unavailable(cls, folder: str | Path, count: int, reason: str) -> "FrameList":
+        """``count`` frames that cannot be read from ``folder`` (missing folder, missing files): ``len`` works, a path
+        raises ``FileNotFoundError(reason)``."""
+        return cls(folder, count=count, missing_reason=reason)
+
     def __len__(self) -> int:
         return len(self._names) if self._names is not None else self._count
 
     def file_name(self, index: int) -> str:
         """File name (no folder) of frame ``index`` (0-based, negative counts from the end)."""
+        if self.missing_reason is not None:
+            raise FileNotFoundError(self.missing_reason)
         if self._names is not None:
             return self._names[index]
         if index < 0:
@@ -70,6 +83,10 @@ class FrameList(collections.abc.Sequence):
             yield Path(folder, self.file_name(i))
 
     def __eq__(self, other) -> bool:
+        unavailable = self.missing_reason is not None or getattr(other, "missing_reason", None) is not None
+        if unavailable:
+            return isinstance(other, FrameList) and (self.folder, len(self), self.missing_reason) == (
+                other.folder, len(other), other.missing_reason)
         if isinstance(other, (FrameList, tuple, list)):
             return len(self) == len(other) and all(Path(a) == Path(b) for a, b in zip(self, other))
         return NotImplemented
@@ -77,8 +94,22 @@ class FrameList(collections.abc.Sequence):
     __hash__ = None
 
     def __repr__(self) -> str:
+        if self.missing_reason is not None:
+            return f"FrameList({self.folder}, {len(self)} frames, unavailable)"
         first = self.file_name(0) if len(self) else ""
         return f"FrameList({self.folder}, {len(self)} frames, first={first!r})"
+
+
+def missing_folder_reason(folder: Path) -> str:
+    """The error of a frame folder that does not exist (an annotation-only copy, as the toolkits ship)."""
+    return f"{folder}: frame folder is missing (this copy holds annotations only; tracking and training need frames)"
+
+
+def numbered_frames(folder: Path, start: int, count: int, nz: int, ext: str) -> FrameList:
+    """``FrameList.numbered``, or an unavailable list naming ``folder`` when it does not exist (one ``stat``)."""
+    if not folder.is_dir():
+        return FrameList.unavailable(folder, count, missing_folder_reason(folder))
+    return FrameList.numbered(folder, start, count, nz, ext)
 
 
 class DatasetReader:
@@ -87,7 +118,8 @@ class DatasetReader:
 
     Subclasses set ``name`` and the sequence list in ``__init__`` and implement ``_load(sequence_name)``.
     ``whole_folder`` is True when a sequence's frames are all the images of one folder, so a checker may count
-    the files there to find frames without ground truth.
+    the files there to find frames without ground truth. A sequence's ``annotation_issues`` are logged as warnings
+    the first time this reader loads it (once per sequence, however often it is read).
     """
 
     name: str = ""
@@ -99,6 +131,7 @@ class DatasetReader:
             raise FileNotFoundError(f"{self.root}: dataset root of {self.name} does not exist")
         self._names = list(sequence_names)
         self._index = {n: i for i, n in enumerate(self._names)}
+        self._reported: set[str] = set()
         if len(self._index) != len(self._names):
             duplicate = next(n for n in self._names if self._names.count(n) > 1)
             raise ValueError(f"{self.name}: sequence {duplicate!r} is listed twice")
@@ -114,12 +147,20 @@ class DatasetReader:
         if isinstance(key, str):
             if key not in self._index:
                 raise KeyError(f"{self.name}: no sequence named {key!r} (root {self.root})")
-            return self._load(key)
-        return self._load(self._names[key])
+            return self._reported_load(key)
+        return self._reported_load(self._names[key])
 
     def __iter__(self):
         for name in self._names:
-            yield self._load(name)
+            yield self._reported_load(name)
+
+    def _reported_load(self, sequence_name: str) -> Sequence:
+        sequence = self._load(sequence_name)
+        if sequence.annotation_issues and sequence_name not in self._reported:
+            self._reported.add(sequence_name)
+            for issue in sequence.annotation_issues:
+                logger.warning("%s: %s", self.name, issue.message)
+        return sequence
 
     def _load(self, sequence_name: str) -> Sequence:
         raise NotImplementedError

@@ -18,6 +18,8 @@ Splits:
 
 Frames are ``00000001.jpg .. N`` for N ground-truth rows (train and val). ``visible`` = absence == 0 and cover > 0
 and w > 0 and h > 0 (labels that are missing, as in some custom copies, are treated as "present, fully visible").
+Rows with a zero or negative width or height are invalid frames, reported as an ``invalid_box`` annotation issue
+unless they are ``0,0,0,0`` on a frame the labels call absent.
 ``meta``: ``absence``, ``cut_by_image``, ``absent`` (absence or cover == 0), each (N,) bool, ``cover`` (N,) int,
 ``resolution`` (W, H) and the other ``meta_info.ini`` entries (strings) when the file exists.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mixformerv2.data.datasets.annotations import (AnnotationError, check_length, first_frame_ground_truth,
-                                                   read_boxes, read_int_column)
+                                                   invalid_box_issue, positive_size, read_boxes, read_int_column)
 from mixformerv2.data.datasets.base import (DatasetReader, FrameList, list_image_files, packaged_names,
                                             read_name_list, sort_numerically)
 from mixformerv2.data.sequence import Sequence
@@ -70,19 +72,21 @@ class GOT10k(DatasetReader):
         gt_xywh = read_boxes(gt_path, ",")
         meta = {"split": self.split, **_read_meta_info(folder / "meta_info.ini")}
         if self.split == "test":
+            issue = invalid_box_issue(gt_path, gt_xywh)
             frame_names = sort_numerically(folder, [n for n in list_image_files(folder) if n.endswith(".jpg")])
             gt_xywh, visible = first_frame_ground_truth(gt_path, gt_xywh, len(frame_names))
             frames = FrameList.listed(folder, frame_names)
         else:
             n = len(gt_xywh)
-            visible = (gt_xywh[:, 2] > 0) & (gt_xywh[:, 3] > 0)
             labels = _read_labels(folder, n)
-            visible &= ~labels["absent"]
+            visible = positive_size(gt_xywh) & ~labels["absent"]
+            issue = invalid_box_issue(gt_path, gt_xywh, flagged_absent=labels["absent"])
             meta.update(labels)
             frames = FrameList.numbered(folder, 1, n, 8, "jpg")
         object_class = meta.get("object_class")
         return Sequence(name=sequence_name, dataset=self.name, frame_paths=frames, gt_xywh=gt_xywh,
-                        visible=visible, object_class=object_class or None, meta=meta)
+                        visible=visible, object_class=object_class or None, meta=meta,
+                        annotation_issues=(issue,) if issue else ())
 
 
 def _select_by_index(root: Path, list_path: Path, names: list[str], split: str) -> list[str]:

@@ -12,15 +12,22 @@ work with the same reader.
 
 Boxes are returned as stored. LaSOT's files use MATLAB-style 1-based pixels (no present box has x or y below 1), and
 no official toolkit converts them: metrics are computed in the frame the first box defines, so the tracker echoes it.
-``visible`` = not full_occlusion and not out_of_view and w > 0 and h > 0 (all-zero rows mark absent targets; they
-are not errors). ``meta``: ``full_occlusion``, ``out_of_view`` and ``absent`` (their OR), each (N,) bool.
+``visible`` = not full_occlusion and not out_of_view and w > 0 and h > 0. All-zero rows mark absent targets; rows
+with a zero or negative width or height (``1,1,-1,-1`` in lion-5, ``613,731,247,-11`` in tiger-6) are invalid frames,
+as in the toolkits, and are reported as an ``invalid_box`` annotation issue (as is an all-zero row on a frame the
+flags call present). ``meta``: ``full_occlusion``, ``out_of_view`` and ``absent`` (their OR), each (N,) bool.
+
+Frames are ``img/00000001.jpg`` up to the number of ground-truth rows (the toolkits' rule: image files beyond it are
+not part of the sequence). A copy without ``img/`` (the toolkits' annotation-only download) reads and scores; its
+frame paths raise naming the missing folder.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from mixformerv2.data.datasets.annotations import check_length, first_line, read_boxes, read_flag_line
-from mixformerv2.data.datasets.base import DatasetReader, FrameList, names_from_override_or_package
+from mixformerv2.data.datasets.annotations import (check_length, first_line, invalid_box_issue, positive_size,
+                                                   read_boxes, read_flag_line)
+from mixformerv2.data.datasets.base import DatasetReader, names_from_override_or_package, numbered_frames
 from mixformerv2.data.sequence import Sequence
 
 _SPLITS = {"test": ("testing_set.txt", "lasot_test_split.txt"),
@@ -51,14 +58,16 @@ class LaSOT(DatasetReader):
         check_length(folder / "full_occlusion.txt", len(full_occlusion), n, gt_path.name)
         check_length(folder / "out_of_view.txt", len(out_of_view), n, gt_path.name)
         absent = full_occlusion | out_of_view
-        visible = ~absent & (gt_xywh[:, 2] > 0) & (gt_xywh[:, 3] > 0)
+        visible = ~absent & positive_size(gt_xywh)
+        issue = invalid_box_issue(gt_path, gt_xywh, flagged_absent=absent)
         return Sequence(
             name=sequence_name, dataset=self.name,
-            frame_paths=FrameList.numbered(folder / "img", 1, n, 8, "jpg"),
+            frame_paths=numbered_frames(folder / "img", 1, n, 8, "jpg"),
             gt_xywh=gt_xywh, visible=visible, object_class=object_class,
             language=first_line(folder / "nlp.txt"),
             meta={"split": self.split, "full_occlusion": full_occlusion, "out_of_view": out_of_view,
                   "absent": absent},
+            annotation_issues=(issue,) if issue else (),
         )
 
 

@@ -9,7 +9,8 @@ synthetic copies need no list). For the test split, when every video on disk is 
 (packaged ``trackingnet_test_split.txt``), the reader lists all 511 so that an incomplete copy fails loudly (reading a
 missing video raises, and the checker reports it) instead of being evaluated on fewer videos. Test: the frames are every ``*.jpg`` of the video folder sorted by the integer value
 of the stem; rows after the first are NaN and invisible. Train: frames ``0.jpg .. (N-1).jpg`` for N rows.
-``visible`` = w > 0 and h > 0. ``meta``: ``chunk`` (folder name). Classes are not read (``object_class`` None).
+``visible`` = w > 0 and h > 0; other rows than ``0,0,0,0`` without a positive size are reported as an
+``invalid_box`` annotation issue. ``meta``: ``chunk`` (folder name). Classes are not read (``object_class`` None).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import logging
 import os
 from pathlib import Path
 
-from mixformerv2.data.datasets.annotations import first_frame_ground_truth, read_boxes
-from mixformerv2.data.datasets.base import (DatasetReader, FrameList, list_image_files, packaged_names,
-                                            sort_numerically)
+from mixformerv2.data.datasets.annotations import (first_frame_ground_truth, invalid_box_issue, positive_size,
+                                                   read_boxes)
+from mixformerv2.data.datasets.base import (DatasetReader, FrameList, list_image_files, numbered_frames,
+                                            packaged_names, sort_numerically)
 from mixformerv2.data.sequence import Sequence
 
 logger = logging.getLogger(__name__)
@@ -68,16 +70,18 @@ class TrackingNet(DatasetReader):
         chunk_dir = self._chunk_of[sequence_name]
         gt_path = chunk_dir / "anno" / f"{sequence_name}.txt"
         gt_xywh = read_boxes(gt_path, ",")  # a listed official video without a file raises FileNotFoundError
+        issue = invalid_box_issue(gt_path, gt_xywh)
         folder = chunk_dir / "frames" / sequence_name
         if self.split == "test":
             frame_names = sort_numerically(folder, [n for n in list_image_files(folder) if n.endswith(".jpg")])
             gt_xywh, visible = first_frame_ground_truth(gt_path, gt_xywh, len(frame_names))
             frames = FrameList.listed(folder, frame_names)
         else:
-            visible = (gt_xywh[:, 2] > 0) & (gt_xywh[:, 3] > 0)
-            frames = FrameList.numbered(folder, 0, len(gt_xywh), 0, "jpg")
+            visible = positive_size(gt_xywh)
+            frames = numbered_frames(folder, 0, len(gt_xywh), 0, "jpg")
         return Sequence(name=sequence_name, dataset=self.name, frame_paths=frames, gt_xywh=gt_xywh,
-                        visible=visible, meta={"split": self.split, "chunk": chunk_dir.name})
+                        visible=visible, meta={"split": self.split, "chunk": chunk_dir.name},
+                        annotation_issues=(issue,) if issue else ())
 
 
 def _official_test_names(test_dir: Path, names: list[str], chunk_of: dict[str, Path]) -> list[str]:
