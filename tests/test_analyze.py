@@ -240,8 +240,6 @@ def test_paper_rows_hold_exactly_the_tsv_rows_of_their_benchmark():
     assert paper_rows("otb100") == {}  # registered, but no published number in the table
 
 
-@pytest.mark.xfail(strict=True, reason="paper_rows returns {} for a name that is not a registered dataset, so a "
-                                       "misspelt benchmark silently shows no published numbers")
 def test_paper_rows_of_an_unknown_benchmark_is_an_error():
     with pytest.raises(ValueError, match="lasott"):
         paper_rows("lasott")

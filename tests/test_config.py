@@ -42,7 +42,7 @@ def test_base_inheritance_merges_mappings_and_names_the_file_of_a_bad_key(tmp_pa
     assert cfg.test.datasets["lasot"] == base.test.datasets["lasot"]
     assert cfg.test.datasets["otb100"].update_interval == 50
     assert cfg.model == base.model
-    bad_base = write(tmp_path / "bad_base.yaml", "model:\n  dpeth: 4\n")
+    write(tmp_path / "bad_base.yaml", "model:\n  dpeth: 4\n")
     with pytest.raises(ConfigError, match=r"bad_base\.yaml: model\.dpeth: unknown key"):
         load_config(write(tmp_path / "c2.yaml", "_base_: bad_base.yaml\nmodel: {depth: 4}\n"))
 

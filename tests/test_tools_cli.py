@@ -18,7 +18,7 @@ import yaml
 
 import dataset_fixtures as fx
 from mixformerv2.config import ConfigError, ModelConfig
-from mixformerv2.models import CheckpointError, build_model, save_checkpoint
+from mixformerv2.models import build_model, save_checkpoint
 from mixformerv2.tracking.workers import TrackerSetupError
 from mixformerv2.utils import cli
 from mixformerv2.utils.device import resolve_device

@@ -15,7 +15,6 @@ runner's ``astype(int)`` files; raw results of other trackers are packed as stor
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 import zipfile
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..utils.io import atomic_write_bytes
+from ..utils.io import atomic_open
 from .results import TRUNCATE_INT, BoxPolicy, box_rule_for_folder
 
 logger = logging.getLogger(__name__)
@@ -212,14 +211,12 @@ def _listing(names: list[str], limit: int = 10) -> str:
 
 def write_zip(members: dict[str, str], out_zip: str | Path) -> None:
     """Write a zip atomically; GOT-10k sequence folders get their own directory entries."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_open(out_zip) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
         folders = sorted({m.split("/")[0] + "/" for m in members if "/" in m})
         for folder in folders:
             zf.writestr(folder, "")
         for path in sorted(members):
             zf.writestr(path, members[path])
-    atomic_write_bytes(out_zip, buffer.getvalue())
 
 
 def pack(kind: str, results_dir: str | Path, out_zip: str | Path, expectation: Expectation | None = None,

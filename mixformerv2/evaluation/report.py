@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.io import atomic_write_bytes, atomic_write_text
+from ..data.names import dataset_names
+from ..utils.io import atomic_open, atomic_write_text
 from .metrics import CENTER_THRESHOLDS, NORM_CENTER_THRESHOLDS
 from .protocols import GOT10K_THRESHOLDS
 
@@ -31,7 +32,10 @@ def columns_for(summary: dict) -> tuple[tuple[str, str], ...]:
 
 def load_paper_results(dataset: str | None = None) -> list[dict]:
     """Published numbers from the packaged ``paper_results.tsv``: dicts with ``tracker, dataset, metric, value
-    (float, percent), source``, optionally only those of ``dataset`` (registry name), in file order."""
+    (float, percent), source``, optionally only those of ``dataset`` (registry name), in file order. A name that is
+    not a registered dataset raises ``ValueError`` (a misspelt benchmark must not silently show no published row)."""
+    if dataset is not None and dataset not in dataset_names():
+        raise ValueError(f"{dataset!r} is not a registered dataset (known: {', '.join(sorted(dataset_names()))})")
     text = resources.files("mixformerv2.evaluation").joinpath("paper_results.tsv").read_text(encoding="utf-8")
     rows = []
     for row in csv.DictReader(text.splitlines(), delimiter="\t"):
@@ -83,11 +87,8 @@ def _figure():
 
 
 def _save(fig, path: Path) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png")
 
 
 def plot_curves(trackers: dict[str, dict], out_dir: str | Path, dataset: str) -> list[Path]:
