@@ -8,26 +8,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 from dataset_fixtures import _write_lasot_sequence, write_image
+from model_fixtures import TINY, write_tiny_model_files
 from mixformerv2.config import Config, ModelConfig
 from mixformerv2.config import TestConfig as TrackerSettings
 from mixformerv2.data.sequence import Sequence
-from mixformerv2.models import build_model, save_checkpoint
+from mixformerv2.models import build_model
 from mixformerv2.tracking.runner import (RunMismatchError, TrackerSetupError, make_manifest, run_benchmark,
                                          run_sequences)
 from mixformerv2.tracking.tracker import MixFormerV2Tracker, TrackOutput
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, template_size=32, search_size=64,
-                   num_bins=8, score_head=True, drop_path_rate=0.0)
 TEACHER = ModelConfig(name="mixvit", head_type="corner", head_channels=16, embed_dim=32, depth=2, num_heads=2,
                       mlp_ratio=2.0, template_size=32, search_size=64, drop_path_rate=0.0)
 
@@ -62,14 +58,10 @@ def _manifest(sha: str) -> dict:
 def tiny(tmp_path_factory):
     """A config for the tiny student, a checkpoint of it and one of a model with another layout (depth 3)."""
     root = tmp_path_factory.mktemp("robust")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"model": asdict(TINY)}))
-    torch.manual_seed(0)
-    good, wrong = root / "good.pth.tar", root / "wrong.pth.tar"
-    save_checkpoint(build_model(TINY), good)
-    save_checkpoint(build_model(ModelConfig(**{**asdict(TINY), "depth": 3})), wrong)
+    made = write_tiny_model_files(root)
     sequences = [make_sequence(root / "data", f"seq-{k}") for k in range(2)]
-    return {"root": root, "config": config, "good": good, "wrong": wrong, "sequences": sequences}
+    return {"root": root, "config": made["config"], "good": made["good"], "wrong": made["deeper"],
+            "sequences": sequences}
 
 
 # ------------------------------------------------------------------------------------ set-up errors, no hangs
@@ -98,7 +90,7 @@ def test_wrong_checkpoint_with_two_workers_ends_at_once_with_one_line(tiny, tmp_
 def test_wrong_checkpoint_in_process_is_one_line(tiny, tmp_path):
     from mixformerv2.config import load_config
 
-    with pytest.raises(TrackerSetupError, match=r"CheckpointError: .*wrong\.pth\.tar: does not fit") as err:
+    with pytest.raises(TrackerSetupError, match=r"CheckpointError: .*deeper\.pth\.tar: does not fit") as err:
         run_benchmark(load_config(tiny["config"]), tiny["wrong"], tiny["sequences"], "lasot", results_root=tmp_path,
                       device="cpu", progress=False)
     assert "\n" not in str(err.value)

@@ -9,16 +9,14 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import dataset_fixtures as fx
-from mixformerv2.config import ConfigError, ModelConfig
-from mixformerv2.models import build_model, save_checkpoint
+from model_fixtures import write_tiny_model_files
+from mixformerv2.config import ConfigError
 from mixformerv2.tracking.workers import TrackerSetupError
 from mixformerv2.utils import cli
 from mixformerv2.utils.device import resolve_device
@@ -26,8 +24,6 @@ from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, template_size=32, search_size=64, num_bins=8,
-                   score_head=True, drop_path_rate=0.0)
 
 
 @functools.cache
@@ -54,13 +50,9 @@ def assert_one_error_line(captured, *needles: str) -> str:
 def files(tmp_path_factory):
     """A tiny-model config, a checkpoint that fits it, one that does not, and a LaSOT-format copy."""
     root = tmp_path_factory.mktemp("cli")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"model": asdict(TINY)}))
-    torch.manual_seed(0)
-    good, other = root / "tiny.pth.tar", root / "deeper.pth.tar"
-    save_checkpoint(build_model(TINY), good)
-    save_checkpoint(build_model(replace(TINY, depth=3)), other)
-    return {"config": config, "good": good, "other": other, "lasot": fx.make_lasot(root / "lasot")}
+    made = write_tiny_model_files(root)
+    return {"config": made["config"], "good": made["good"], "other": made["deeper"],
+            "lasot": fx.make_lasot(root / "lasot")}
 
 
 @pytest.fixture(autouse=True)
