@@ -22,7 +22,8 @@ from mixformerv2.config import ConfigError, load_config
 from mixformerv2.data.pipeline import TrainLoader
 from mixformerv2.models.checkpoint import load_checkpoint
 from mixformerv2.train.checkpointing import (CheckpointManager, ResumeError, capture_rng_state, config_differences,
-                                             describe_version, list_checkpoints, load_state, restore_rng_state)
+                                             describe_version, list_checkpoints, load_state, restore_rng_state,
+                                             save_state)
 from mixformerv2.train.distributed import DistInfo
 from mixformerv2.train.run import run_training
 from mixformerv2.train.stage import Stage, build_stage, list_stages, official_param_groups
@@ -253,6 +254,19 @@ def test_resume_refuses_a_checkpoint_whose_config_differs_naming_the_key(tmp_pat
     # a key that does not change the trajectory may differ; the finished run resumes at its end
     done = run_toy(tmp_path, "train.epochs=1", "data.num_workers=2")
     assert done.resumed_from.name == "step_00000012.pt" and done.step == 12
+
+
+def test_resume_auto_logs_its_checkpoint_and_warns_about_other_code(tmp_path, caplog):
+    run_toy(tmp_path, "train.epochs=1")
+    path = tmp_path / "checkpoints" / "step_00000012.pt"
+    state = load_state(path)
+    save_state({**state, "code_version": {"package": "0.0.1", "git_commit": "b" * 40, "git_dirty": False}}, path)
+    with caplog.at_level(logging.INFO, logger="mixformerv2.train.trainer"):
+        run_toy(tmp_path, "train.epochs=1")
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"resumed from {path}: epoch 1, iteration 12, batch 0 of the epoch (written by code " \
+           f"0.0.1+gbbbbbbbbbbbb)" in messages
+    assert any(m.startswith(f"{path} was written by code 0.0.1+gbbbbbbbbbbbb, this run is code ") for m in messages)
 
 
 def test_atomic_save_leaves_no_partial_file_and_a_torn_file_is_refused(tmp_path, monkeypatch):

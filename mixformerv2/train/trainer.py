@@ -185,6 +185,10 @@ class Trainer:
         self.resumed_from = path
         logger.info("resumed from %s: epoch %d, iteration %d, batch %d of the epoch (written by code %s)", path,
                     self.epoch, self.step, self.batch_in_epoch, describe_version(state["code_version"]))
+        if state["code_version"] != self.code_version:
+            logger.warning("%s was written by code %s, this run is code %s: the rest of the run may differ from "
+                           "an uninterrupted one", path, describe_version(state["code_version"]),
+                           describe_version(self.code_version))
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
