@@ -42,7 +42,10 @@ def test_cosine_lr_with_warmup():
 
 def test_lr_factor_by_name():
     assert lr_factor("step", 30, 10, drop_epoch=3) == step_lr_factor(30, 10, 3)
-    assert lr_factor("cosine", 60, 10, epochs=11, warmup_epochs=1) == cosine_lr_factor(60, 110, 10)
+    assert lr_factor("cosine", 60, 10, epochs=11, warmup_steps=10) == cosine_lr_factor(60, 110, 10)
+    # the step schedule warms up too: 5 warm-up steps, drop after 3 epochs of 10 steps
+    assert [lr_factor("step", s, 10, drop_epoch=3, warmup_steps=5) for s in (0, 3, 4, 29, 30)] == pytest.approx(
+        [0.2, 0.8, 1.0, 1.0, 0.1])
     with pytest.raises(ValueError, match="'linear'.*step, cosine"):
         lr_factor("linear", 0, 10)
     with pytest.raises(ValueError, match="drop_epoch"):

@@ -1,5 +1,5 @@
 """tools/train.py end to end: a tiny real MixFormerV2 on synthetic LaSOT/GOT-10k data through the real pipeline,
-and one-line errors (exit status 2) for bad input."""
+one-line errors (exit status 2) for bad input, exit status 3 from the NaN guard; tools/profile_train.py's JSON."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,6 +17,9 @@ from mixformerv2.config import ModelConfig, load_config
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.synthetic.scene import PRESETS
 from mixformerv2.models import build_model, load_checkpoint
+from mixformerv2.train.stage import list_stages
+from mixformerv2.train.trainer import NonFiniteError
+from test_tools_cli import assert_one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, template_size=32, search_size=64,
@@ -58,7 +61,7 @@ def write_config(path: Path, data_root: Path, **train) -> Path:
                  "val_ratios": [1.0], "samples_per_epoch": 16, "val_samples_per_epoch": 8, "num_workers": 0,
                  "max_sample_interval": 20, "roots": {"lasot_train": str(data_root / "lasot"),
                                                       "got10k_val": str(data_root / "got10k")}},
-        "train": {"stage": "tiny_box", "epochs": 2, "batch_size": 4, "lr": 1e-3, "print_interval": 2,
+        "train": {"stage": "tiny_box", "epochs": 2, "batch_size_per_process": 4, "lr": 1e-3, "print_interval": 2,
                   "val_interval": 1, "checkpoint_interval": 3, **train}}))
     return path
 
@@ -68,7 +71,7 @@ def test_tool_trains_a_real_model_and_writes_a_strictly_loadable_official_file(t
     out = tmp_path / "run"
     assert train_tool.main(["--config", str(config), "--output", str(out), "--device", "cpu", "--no-progress",
                             "--set", "train.seed=7"]) == 0
-    cfg = load_config(out / "config.yaml")
+    cfg = load_config(out / "config.yaml", stages=list_stages())
     assert cfg.train.seed == 7 and cfg.model == TINY
     model = build_model(cfg.model)
     meta = load_checkpoint(model, out / "model_final.pth.tar")  # strict, as tools/test.py and the next stage
@@ -82,32 +85,52 @@ def test_tool_trains_a_real_model_and_writes_a_strictly_loadable_official_file(t
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.stage=nope", "train.stage: unknown stage 'nope'"),
+    ("train.stage=nope", "--set train.stage=nope: train.stage: 'nope' is not one of"),
     ("train.lr_typo=1", "train.lr_typo: unknown key"),
+    ("train.batch_size=4", "train.batch_size: unknown key"),  # renamed: train.batch_size_per_process
     ("train.scheduler=linear", "train.scheduler: 'linear' is not one of step, cosine"),
-    ("data.val_datasets=[lasot_nope]", "data.val_datasets: unknown dataset 'lasot_nope'"),
+    ("data.val_datasets=[lasot_nope]", "data.val_datasets[0]: unknown dataset 'lasot_nope'"),
     ("data.roots={lasot_train: /nonexistent/lasot}", "/nonexistent/lasot"),
 ])
-def test_tool_bad_input_is_one_line_naming_the_key(train_tool, data_root, tmp_path, caplog, override, message):
+def test_tool_bad_input_is_one_line_naming_the_key(train_tool, data_root, tmp_path, capsys, override, message):
     config = write_config(tmp_path / "tiny.yaml", data_root)
-    with caplog.at_level(logging.ERROR):
-        code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu",
-                                "--no-progress", "--set", override])
+    code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu",
+                            "--no-progress", "--set", override])
     assert code == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]
+    assert_one_error_line(capsys.readouterr(), "train.py: error: ", message)
 
 
-def test_tool_a_dataset_without_a_usable_sequence_is_one_line(train_tool, tmp_path, caplog):
+def test_tool_a_missing_resume_file_is_one_line(train_tool, data_root, tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.yaml", data_root)
+    missing = tmp_path / "nowhere" / "step_00000003.pt"
+    code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu",
+                            "--no-progress", "--resume", str(missing)])
+    assert code == 2
+    assert_one_error_line(capsys.readouterr(), f"{missing}: checkpoint file not found")
+
+
+def test_tool_a_dataset_without_a_usable_sequence_is_one_line(train_tool, tmp_path, capsys):
     short = tmp_path / "short"
     generate_all(short, "tiny", formats=("lasot",))  # 16-frame videos: shorter than the sampler's minimum
     config = write_config(tmp_path / "tiny.yaml", short)
-    with caplog.at_level(logging.ERROR):
-        code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu",
-                                "--no-progress", "--set", "data.val_datasets=[]", "data.val_ratios=[]"])
+    code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu",
+                            "--no-progress", "--set", "data.val_datasets=[]", "data.val_ratios=[]"])
     assert code == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].startswith("dataset 'lasot_train': 1000 sequences drawn in a row")
+    assert_one_error_line(capsys.readouterr(), "train.py: error: dataset 'lasot_train': 1000 sequences drawn in a row")
+
+
+def test_tool_the_nan_guard_stops_with_status_3(train_tool, data_root, tmp_path, capsys, monkeypatch):
+    def stopped(*args, **kwargs):
+        raise NonFiniteError("iteration 6 (epoch 0): 3 consecutive iterations with a non-finite loss\nsecond line")
+
+    monkeypatch.setattr(train_tool, "run_training", stopped)
+    config = write_config(tmp_path / "tiny.yaml", data_root)
+    code = train_tool.main(["--config", str(config), "--output", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].endswith("iteration 6 (epoch 0): 3 consecutive iterations with a "
+                                                   "non-finite loss second line")
+    assert "non-finite loss second line" in (tmp_path / "run" / "train.log").read_text()  # the run's log says why
 
 
 def test_profile_train_reports_throughput_and_phase_times(data_root, tmp_path):
@@ -119,5 +142,7 @@ def test_profile_train_reports_throughput_and_phase_times(data_root, tmp_path):
     phases = [result[f"{name}_ms"] for name in ("data_wait", "forward", "backward", "optimizer")]
     assert all(ms > 0 for ms in phases) and result["step_ms"] == pytest.approx(sum(phases))
     assert 0 < result["data_wait_fraction"] < 1 and result["samples_per_s"] > 0
-    assert result["peak_memory_mib"] > 0 and (result["steps"], result["batch_size"]) == (2, 4)
+    assert result["peak_memory_mib"] > 0 and (result["steps"], result["batch_size_per_process"]) == (2, 4)
+    assert set(result["cpu"]) == {"model", "avx2", "avx512f", "avx512_bf16", "amx"}
+    assert result["threads"]["intra_op"] >= 1 and result["threads"]["logical_cpus"] >= 1
     assert not (tmp_path / "runs").exists()

@@ -2,7 +2,8 @@
 
 The data: sample ``index`` of ``epoch`` is ``x ~ N(0, 1)^8`` drawn from ``sample_generator(seed, epoch, index)``
 and its box ``sigmoid(x @ W)`` (xywh normalised, ``W`` fixed), so samples are pure functions of (seed, epoch,
-index), as in the real pipeline, and go through the real ``TrainLoader`` (its resume hook, its workers). The
+index), as in the real pipeline, and go through the real ``TrainLoader`` (its resume hook, its workers); ``skips``
+gives chosen samples ``skipped_io``/``skipped_invalid`` counts, as the pipeline reports re-made draws. The
 model: a two-layer MLP whose first layer is ``backbone`` and second ``box_head`` (two optimizer groups), with
 dropout ``model.drop_path_rate`` so that resuming must restore the RNG states.
 
@@ -14,12 +15,12 @@ with ``TOY_HANG_MARKER`` (at that iteration, write the marker file and sleep unt
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,14 +32,15 @@ from mixformerv2.data.pipeline import TrainLoader
 from mixformerv2.data.sampling import rank_indices, sample_generator
 from mixformerv2.models import build_model
 from mixformerv2.train.distributed import DistInfo
-from mixformerv2.train.metrics_log import setup_run_logging
 from mixformerv2.train.run import run_training
-from mixformerv2.train.stage import BaseStage, register_stage
+from mixformerv2.train.stage import BaseStage, list_stages, register_stage
+from mixformerv2.utils.log import setup_logging
 
 IN_DIM, HIDDEN = 8, 16
-TOY_CONFIG = ["train.stage=toy", "train.epochs=2", "train.batch_size=4", "train.lr=0.01", "train.print_interval=4",
-              "train.grad_clip_norm=1.0", "train.val_interval=1", "train.keep_last=2", "data.samples_per_epoch=48",
-              "data.val_samples_per_epoch=16", "data.num_workers=0", "model.drop_path_rate=0.0"]
+TOY_CONFIG = ["train.stage=toy", "train.epochs=2", "train.batch_size_per_process=4", "train.lr=0.01",
+              "train.print_interval=4", "train.grad_clip_norm=1.0", "train.val_interval=1", "train.keep_last=2",
+              "data.samples_per_epoch=48", "data.val_samples_per_epoch=16", "data.num_workers=0",
+              "model.drop_path_rate=0.0"]
 
 
 class ToyNet(nn.Module):
@@ -106,9 +108,10 @@ class ToyDataset(Dataset):
     target_weight = torch.randn(IN_DIM, 4, generator=torch.Generator().manual_seed(0))
 
     def __init__(self, samples_per_epoch: int, seed: int, rank: int = 0, world_size: int = 1,
-                 nan_indices: frozenset[int] = frozenset()):
+                 nan_indices: frozenset[int] = frozenset(), skips: dict[int, tuple[int, int]] | None = None):
         self.indices = rank_indices(samples_per_epoch, rank, world_size)
         self.seed, self.epoch, self.nan_indices = seed, 0, nan_indices
+        self.skips = skips or {}  # global sample index -> (skipped_io, skipped_invalid)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -122,8 +125,9 @@ class ToyDataset(Dataset):
         box = torch.sigmoid(x @ self.target_weight)
         if index in self.nan_indices:
             x = torch.full_like(x, float("nan"))
+        skipped_io, skipped_invalid = self.skips.get(index, (0, 0))
         return {"x": x, "box": box, "index": torch.tensor(index), "dataset": "toy", "sequence": f"toy-{index:04d}",
-                "skipped_io": torch.tensor(0), "skipped_invalid": torch.tensor(0)}
+                "skipped_io": torch.tensor(skipped_io), "skipped_invalid": torch.tensor(skipped_invalid)}
 
 
 def nan_indices_from_env() -> frozenset[int]:
@@ -136,14 +140,15 @@ def toy_loaders(cfg: Config, dist: DistInfo, nan_indices: frozenset[int] | None 
     seed, never NaN."""
     nan = nan_indices_from_env() if nan_indices is None else nan_indices
     train = TrainLoader(ToyDataset(cfg.data.samples_per_epoch, cfg.train.seed, dist.rank, dist.world_size, nan),
-                        cfg.train.batch_size, cfg.data.num_workers, seed=cfg.train.seed, rank=dist.rank)
+                        cfg.train.batch_size_per_process, cfg.data.num_workers, seed=cfg.train.seed, rank=dist.rank)
     val = TrainLoader(ToyDataset(cfg.data.val_samples_per_epoch, cfg.train.seed + 1, dist.rank, dist.world_size),
-                      cfg.train.batch_size, 0, seed=cfg.train.seed + 1, rank=dist.rank)
+                      cfg.train.batch_size_per_process, 0, seed=cfg.train.seed + 1, rank=dist.rank)
     return train, val
 
 
 def toy_config(*overrides: str) -> Config:
-    return load_config(None, [*TOY_CONFIG, *overrides])
+    """The toy run's config; ``train.stage`` may name the stages registered here (``toy``, ``tiny_box``)."""
+    return load_config(None, [*TOY_CONFIG, *overrides], stages=list_stages())
 
 
 def main(argv=None) -> int:
@@ -155,7 +160,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", 0))
-    setup_run_logging(Path(args.output) / "train.log" if rank == 0 else None, rank)
+    setup_logging(logging.INFO, rank, Path(args.output) / "train.log" if rank == 0 else None)
     trainer = run_training(toy_config(*args.overrides), args.output, resume=args.resume, device="cpu",
                            loaders=toy_loaders, progress=False)
     if args.dump_weights:

@@ -18,12 +18,12 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 import yaml
 
 from .errors import ConfigError
-from .schema import Config, FrozenDict
+from .schema import STAGES, Config, FrozenDict
 from .validate import config_problems
 
 DEFAULTS_SOURCE = "defaults"
@@ -168,25 +168,28 @@ def _blame(origins: Origins, keys: Iterable[str], fallback: str) -> str:
     return origins[order[best]] if best >= 0 else fallback
 
 
-def _check(cfg: Config, origins: Origins, fallback: str) -> None:
-    problems = config_problems(cfg)
+def _check(cfg: Config, origins: Origins, fallback: str, stages: Collection[str]) -> None:
+    problems = config_problems(cfg, stages)
     if problems:
         first = problems[0]
         source = _blame(origins, (first.key, *first.related), fallback)
         raise ConfigError(f"{source}: {first.key}: {first.message}")
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
+                stages: Collection[str] = STAGES) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None), merge ``KEY=VALUE`` overrides and validate.
 
-    Returns a frozen ``Config``; raises ``ConfigError`` naming the file or override and the dotted key.
+    ``stages``: the names ``train.stage`` may take (default: the package's ``STAGES``; the training tool passes
+    the registered stages). Returns a frozen ``Config``; raises ``ConfigError`` naming the file or override and
+    the dotted key.
     """
     origins: Origins = {}
     cfg = Config()
     if path is not None:
         cfg = _apply_file(cfg, Path(path), origins)
     cfg = apply_overrides(cfg, overrides, origins)
-    _check(cfg, origins, str(path) if path is not None else DEFAULTS_SOURCE)
+    _check(cfg, origins, str(path) if path is not None else DEFAULTS_SOURCE, stages)
     return cfg
 
 

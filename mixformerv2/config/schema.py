@@ -17,7 +17,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MODEL_HEADS = {"mixformerv2": ("mlp",), "mixvit": ("corner_up", "corner")}  # model.name -> its box heads
-STAGES = ("teacher", "dense_to_sparse", "deep_to_shallow", "score")
+STAGES = ("teacher", "dense_to_sparse", "deep_to_shallow", "score")  # the package's stages (train/stages/)
+LR_SCHEDULES = ("step", "cosine")  # train.scheduler (train/schedules.py)
+AMP_DTYPES = ("bfloat16", "float16")  # train.amp_dtype
 SAMPLER_MODES = ("causal", "trident_pro")
 
 
@@ -115,6 +117,11 @@ class DataConfig(_Frozen):
 class TrainConfig(_Frozen):
     """Optimisation and losses of one training stage (``STAGES``: teacher, dense_to_sparse, deep_to_shallow, score).
 
+    Batches: ``batch_size_per_process`` samples per process and forward pass; an iteration (one optimizer step)
+    takes ``grad_accum_steps`` such batches on each of the ``world_size`` processes, so the global batch is
+    ``world_size * grad_accum_steps * batch_size_per_process`` and an epoch (``data.samples_per_epoch`` samples, a
+    global count) has ``samples_per_epoch // global batch`` iterations.
+
     Layer lists are block indices: ``remove_layers`` and ``distill_layers_student`` of this model
     (``range(model.depth)``), ``init_drop_layers`` of the checkpoint it starts from (``model.depth`` plus the dropped
     layers), ``distill_layers_teacher`` of the teacher, paired one to one with the student's.
@@ -122,7 +129,7 @@ class TrainConfig(_Frozen):
 
     stage: str = "dense_to_sparse"
     epochs: int = 500
-    batch_size: int = 32
+    batch_size_per_process: int = 32  # not global: see the docstring
     lr: float = 4e-4
     weight_decay: float = 1e-4
     lr_drop_epoch: int = 400
@@ -145,10 +152,9 @@ class TrainConfig(_Frozen):
     teacher_config: str = ""
     teacher_checkpoint: str = ""
     print_interval: int = 50
-    val_interval: int = 5
-    keep_last: int = 3
-    # --- trainer (issue #9). An iteration is one optimizer step: grad_accum_steps batches of batch_size per process.
-    scheduler: str = "step"  # step: x lr_drop_gamma every lr_drop_epoch epochs | cosine: down to min_lr_factor
+    val_interval: int = 5  # a validation pass every N epochs (0: none)
+    keep_last: int = 3  # training states kept in <output>/checkpoints
+    scheduler: str = "step"  # step: x lr_drop_gamma every lr_drop_epoch (>= 1) epochs | cosine: down to min_lr_factor
     warmup_iters: int = 0  # linear warm-up of the learning rate over the first iterations (0: none)
     min_lr_factor: float = 0.0  # cosine: the final learning rate as a fraction of lr
     amp_dtype: str = "bfloat16"  # with amp: bfloat16 (autocast) | float16 (autocast and a GradScaler)

@@ -3,23 +3,29 @@
 ``config_problems(cfg)`` lists every broken rule as ``Problem(key, message, related)``: ``key`` is the dotted key
 the message is about, ``related`` the other keys the rule reads (the loader names the file or ``--set`` that last
 set any of them). ``validate_config`` raises the first one as a ``ConfigError``.
+
+``train.stage`` is an enumeration: by default the package's ``STAGES``. The stages themselves live in ``train``,
+which ``config`` must not import, so a caller that knows the registered stages (``tools/train.py``:
+``mixformerv2.train.stage.list_stages()``, which also holds stages registered by tests or plugins) passes them as
+``stages``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from ..data.names import DATASETS, family_keys
 from .errors import ConfigError
-from .schema import MODEL_HEADS, SAMPLER_MODES, STAGES, Config
+from .schema import AMP_DTYPES, LR_SCHEDULES, MODEL_HEADS, SAMPLER_MODES, STAGES, Config
 
 # dotted key -> (lowest, highest, lowest included); None: unbounded on that side
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     **{k: (1, None, True) for k in (
         "model.embed_dim", "model.depth", "model.num_heads", "model.patch_size", "model.template_size",
         "model.search_size", "model.head_channels", "data.samples_per_epoch", "data.max_sample_interval",
-        "data.num_templates", "train.epochs", "train.batch_size", "train.print_interval", "train.val_interval",
-        "train.keep_last", "test.update_interval", "test.online_size")},
+        "data.num_templates", "train.epochs", "train.batch_size_per_process", "train.print_interval",
+        "train.keep_last", "train.grad_accum_steps", "train.max_bad_steps", "test.update_interval",
+        "test.online_size")},
     **{k: (0, None, False) for k in (
         "model.mlp_ratio", "data.search_factor", "data.template_factor", "train.lr", "train.lr_drop_gamma",
         "test.template_factor", "test.search_factor")},
@@ -28,10 +34,11 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
         "data.template_center_jitter", "data.template_scale_jitter", "data.brightness_jitter", "data.num_workers",
         "train.weight_decay", "train.lr_drop_epoch", "train.backbone_lr_multiplier", "train.grad_clip_norm",
         "train.iou_weight", "train.l1_weight", "train.kl_weight", "train.feat_weight", "train.score_weight",
-        "train.remove_epochs", "test.clip_margin")},
+        "train.remove_epochs", "train.val_interval", "train.warmup_iters", "train.checkpoint_interval",
+        "test.clip_margin")},
     **{k: (0, 1, True) for k in (  # probabilities and fractions
         "model.drop_path_rate", "data.gray_prob", "data.flip_prob", "data.crop_flip_prob", "data.positive_prob",
-        "test.score_threshold", "test.max_score_decay")},
+        "test.score_threshold", "test.max_score_decay", "train.min_lr_factor")},
 }
 _DATASET_TEST_RANGES = {"search_factor": "test.search_factor", "update_interval": "test.update_interval",
                         "online_size": "test.online_size"}
@@ -81,7 +88,7 @@ def _ranges(cfg: Config) -> Iterator[Problem]:
 
 def _one_of(key: str, value: str, allowed) -> Iterator[Problem]:
     if value not in allowed:
-        yield Problem(key, f"{value!r} is not one of {', '.join(allowed)}")
+        yield Problem(key, f"{value!r} is not one of {', '.join(allowed) or '(none registered)'}")
 
 
 def _model(cfg: Config) -> Iterator[Problem]:
@@ -139,9 +146,14 @@ def _layers(key: str, layers, count: int, what: str, related: tuple[str, ...]) -
         yield Problem(key, f"layer {missing[0]} does not exist in {what} with {count} layers", related)
 
 
-def _train(cfg: Config) -> Iterator[Problem]:
+def _train(cfg: Config, stages: Collection[str]) -> Iterator[Problem]:
     t, depth = cfg.train, cfg.model.depth
-    yield from _one_of("train.stage", t.stage, STAGES)
+    yield from _one_of("train.stage", t.stage, tuple(stages))
+    yield from _one_of("train.scheduler", t.scheduler, LR_SCHEDULES)
+    yield from _one_of("train.amp_dtype", t.amp_dtype, AMP_DTYPES)
+    if t.scheduler == "step" and t.lr_drop_epoch < 1:
+        yield Problem("train.lr_drop_epoch", f"must be >= 1 with train.scheduler step, got {t.lr_drop_epoch} (for "
+                      f"no drop, set it to train.epochs or more)", ("train.scheduler",))
     model = ("model.depth",)
     yield from _layers("train.remove_layers", t.remove_layers, depth, "the model (model.depth)", model)
     if t.remove_layers and len(set(t.remove_layers)) >= depth:
@@ -165,15 +177,16 @@ def _test(cfg: Config) -> Iterator[Problem]:
             yield Problem(f"test.datasets.{name}", f"unknown benchmark {name!r} (known: {', '.join(sorted(DATASETS))})")
 
 
-def config_problems(cfg: Config) -> list[Problem]:
-    """Every rule ``cfg`` breaks (names and consistency first, then ranges); empty when it is valid."""
-    return [*_model(cfg), *_data(cfg), *_train(cfg), *_test(cfg), *_ranges(cfg)]
+def config_problems(cfg: Config, stages: Collection[str] = STAGES) -> list[Problem]:
+    """Every rule ``cfg`` breaks (names and consistency first, then ranges); empty when it is valid.
+    ``stages``: the names ``train.stage`` may take (see the module docstring)."""
+    return [*_model(cfg), *_data(cfg), *_train(cfg, stages), *_test(cfg), *_ranges(cfg)]
 
 
-def validate_config(cfg: Config, source: str = "config") -> Config:
+def validate_config(cfg: Config, source: str = "config", stages: Collection[str] = STAGES) -> Config:
     """Return ``cfg`` when it is valid; else raise ``ConfigError`` ``"<source>: <key>: <message>"`` for the first
     broken rule (e.g. after ``dataclasses.replace``, which does not re-run the loader's checks)."""
-    problems = config_problems(cfg)
+    problems = config_problems(cfg, stages)
     if problems:
         raise ConfigError(f"{source}: {problems[0].key}: {problems[0].message}")
     return cfg

@@ -348,6 +348,6 @@ def build_train_loader(cfg: Config, datasets: Mapping[str, SequenceSource], rank
     dataset = TrackingTrainDataset(build_sampler(cfg, datasets), TripletProcessing.from_config(cfg),
                                    cfg.data.samples_per_epoch, seed=cfg.train.seed, epoch=epoch, rank=rank,
                                    world_size=world_size)
-    return TrainLoader(dataset, batch_size or cfg.train.batch_size,
+    return TrainLoader(dataset, batch_size or cfg.train.batch_size_per_process,
                        cfg.data.num_workers if num_workers is None else num_workers, seed=cfg.train.seed, rank=rank)
 

@@ -3,21 +3,22 @@
 A training-state file ``checkpoints/step_00001234.pt`` holds only tensors, numbers, strings, lists and dicts, so it
 loads with ``torch.load(weights_only=True)``: the stage's state, the optimizer, the GradScaler, the position
 (epoch, iteration, batch inside the epoch), the RNG states of every rank (python, numpy, torch CPU and CUDA), the
-resolved config as a dict and the code version. The model-only file of a finished stage is written separately by
-``models.checkpoint.save_checkpoint`` in the official ``{'net': state_dict}`` layout.
+resolved config as a dict and the code version (``utils.version.code_version()``). The model-only file of a
+finished stage is written separately by ``models.checkpoint.save_checkpoint`` in the official ``{'net':
+state_dict}`` layout.
 """
 from __future__ import annotations
 
 import logging
 import random
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..models.checkpoint import CheckpointError, read_checkpoint
 from ..utils.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -53,14 +54,12 @@ def save_state(state: Mapping[str, Any], path: str | Path) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a training-state file with ``weights_only=True``; raises ``ResumeError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResumeError(f"{path}: checkpoint file not found")
+    """Read a training-state file (``models.checkpoint.read_checkpoint``: ``weights_only=True``, onto the CPU);
+    raises ``ResumeError`` naming the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise ResumeError(f"{path}: not a readable training state ({str(err).splitlines()[0]})") from None
+        state = read_checkpoint(path)
+    except CheckpointError as err:
+        raise ResumeError(str(err)) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: not a training state of this trainer (no format {STATE_FORMAT!r}); a "
                           f"model-only file ('net') is loaded with train.init_checkpoint instead")
@@ -153,16 +152,11 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit (``+dirty`` with uncommitted changes)."""
-    from .. import __version__
-
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+def describe_version(version: Mapping[str, Any] | str) -> str:
+    """``utils.version.code_version()``'s dict as text: ``0.1.0+g1a2b3c4d5e6f.dirty``, ``0.1.0`` without git."""
+    if isinstance(version, str):
+        return version
+    text = str(version.get("package") or "unknown version")
+    if version.get("git_commit"):
+        text += f"+g{version['git_commit'][:12]}{'.dirty' if version.get('git_dirty') else ''}"
+    return text

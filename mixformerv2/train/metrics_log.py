@@ -1,12 +1,15 @@
-"""Training logs: TensorBoard scalars and a JSON-lines file (rank 0), and the text log of a run.
+"""Training metrics: TensorBoard scalars and a JSON-lines file, written by rank 0 only. (The text log of a run is
+``utils.log.setup_logging``'s ``log_file``.)
 
 ``metrics.jsonl`` holds one object per logging point: ``{"split": "train"|"val", "step": int, "epoch": int,
 "time": unix seconds, <name>: value, ...}``. Train points (every ``train.print_interval`` iterations and at epoch
 ends) carry the means over the window's good iterations and all ranks of ``loss`` and each stage metric, and
 ``grad_norm`` (before clipping), ``lr/<group>``, ``samples_per_s`` (all ranks), ``data_wait_fraction`` (time
 blocked on the loader / wall time), ``skipped_steps`` (non-finite iterations, whole run), ``skipped_samples``
-(draws re-made this epoch: missing frames and invalid samples, all ranks) and ``fp16_overflows``. Val points carry
-the sample-weighted means of ``loss`` and the stage metrics.
+(draws the pipeline re-made for the window's batches, from their ``skipped_io`` and ``skipped_invalid`` counts:
+missing or corrupt frames and invalid samples, all ranks) and ``fp16_overflows``. Stage metrics pass through under
+the stage's names (``loss/ciou``, ``iou``, ``teacher_iou``, ...). Val points carry the sample-weighted means of
+``loss`` and the stage metrics.
 
 After a resume from iteration ``s``, rows past ``s`` (written by the interrupted run) are dropped and TensorBoard
 purges its events past ``s`` too, so curves do not fold back.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -24,8 +26,6 @@ from typing import Mapping
 from ..utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-_RUN_HANDLER = "_mixformerv2_run_log"  # marks the handlers setup_run_logging installed
 
 
 class MetricsLogger:
@@ -70,24 +70,3 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def setup_run_logging(log_file: str | Path | None, rank: int = 0, level: int = logging.INFO) -> None:
-    """Text log of a training run: on rank 0 to stderr and to ``log_file`` (appended to on resume); on other ranks
-    warnings and errors only, to stderr, prefixed with the rank. A second call replaces the first one's handlers;
-    other handlers of the root logger are left alone."""
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if rank == 0 else \
-        f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if rank == 0 and log_file is not None:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _RUN_HANDLER, False)]:
-        root.removeHandler(old)
-        old.close()
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter(fmt))
-        setattr(handler, _RUN_HANDLER, True)
-        root.addHandler(handler)
-    root.setLevel(level if rank == 0 else logging.WARNING)

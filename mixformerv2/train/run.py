@@ -15,11 +15,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, dump_config
-from ..utils.io import atomic_write_text
+from ..config import Config, ConfigError, dump_config, validate_config
 from ..data.pipeline import build_train_loader, load_train_datasets
+from ..utils.io import atomic_write_text
+from .checkpointing import describe_version
 from .distributed import DistInfo, cleanup_distributed, init_distributed
-from .stage import build_stage
+from .stage import build_stage, list_stages
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", devi
     Raises ``ConfigError``/``ResumeError``/``CheckpointError`` on bad input and ``NonFiniteError`` when the NaN
     guard stops the run.
     """
+    validate_config(cfg, stages=list_stages())  # a config made with dataclasses.replace skipped the loader's checks
     dist, device = init_distributed(device)
     try:
         seed_all(cfg.train.seed)  # the same initial weights on every rank
@@ -78,7 +80,8 @@ def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", devi
             atomic_write_text(Path(output_dir) / "config.yaml", dump_config(cfg))
         logger.info("stage %s, %d process(es), %d iterations per epoch of %d samples per process, code %s, "
                     "output %s", cfg.train.stage, dist.world_size, trainer.steps_per_epoch,
-                    trainer.accum * cfg.train.batch_size * trainer.steps_per_epoch, trainer.code_version, output_dir)
+                    trainer.accum * cfg.train.batch_size_per_process * trainer.steps_per_epoch,
+                    describe_version(trainer.code_version), output_dir)
         trainer.fit()
         return trainer
     finally:

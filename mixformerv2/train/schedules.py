@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-LR_SCHEDULES = ("step", "cosine")
+from ..config.schema import LR_SCHEDULES
 
 
 def _check_positive(**values: int) -> None:
@@ -33,10 +33,18 @@ def step_lr_factor(step: int, steps_per_epoch: int, drop_epoch: int, gamma: floa
     return gamma ** ((step // steps_per_epoch) // drop_epoch)
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up: (step + 1) / warmup_steps over the first ``warmup_steps`` steps, 1 from then on (and
+    always 1 when ``warmup_steps`` is 0), so step warmup_steps - 1 already runs at 1."""
+    _check_position("step", step)
+    _check_position("warmup_steps", warmup_steps)
+    return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+
 def cosine_lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
     """Linear warm-up to 1 over ``warmup_steps`` steps, then a half cosine from 1 to ``min_factor``.
 
-    Warm-up: (step + 1) / warmup_steps, so step warmup_steps - 1 already runs at 1. Cosine: at
+    Warm-up: ``warmup_factor``. Cosine: at
     step = warmup_steps + t * (total_steps - warmup_steps), factor = min + (1 - min) * (1 + cos(pi t)) / 2;
     ``min_factor`` from ``total_steps`` on.
     """
@@ -45,28 +53,29 @@ def cosine_lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_fac
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(f"warmup_steps must be in [0, total_steps = {total_steps}), got {warmup_steps}")
     if step < warmup_steps:
-        return (step + 1) / warmup_steps
+        return warmup_factor(step, warmup_steps)
     progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def lr_factor(schedule: str, step: int, steps_per_epoch: int, *, drop_epoch: int | None = None,
-              gamma: float = 0.1, epochs: int | None = None, warmup_epochs: int = 0,
+              gamma: float = 0.1, epochs: int | None = None, warmup_steps: int = 0,
               min_factor: float = 0.0) -> float:
-    """Learning-rate factor of a named schedule (``LR_SCHEDULES``) with epoch-valued settings.
+    """Learning-rate factor of a named schedule (``LR_SCHEDULES``) at ``step``, both warming up linearly over the
+    first ``warmup_steps`` steps (the train config's ``warmup_iters``).
 
-    "step" (needs ``drop_epoch``): ``step_lr_factor(step, steps_per_epoch, drop_epoch, gamma)``.
-    "cosine" (needs ``epochs``): ``cosine_lr_factor`` over ``epochs * steps_per_epoch`` steps, of which
-    ``warmup_epochs * steps_per_epoch`` warm up.
+    "step" (needs ``drop_epoch``): ``warmup_factor(step, warmup_steps) * step_lr_factor(step, steps_per_epoch,
+    drop_epoch, gamma)``. "cosine" (needs ``epochs``): ``cosine_lr_factor`` over ``epochs * steps_per_epoch``
+    steps, the first ``warmup_steps`` of them warming up.
     """
     if schedule == "step":
         if drop_epoch is None:
             raise ValueError("the 'step' learning-rate schedule needs drop_epoch")
-        return step_lr_factor(step, steps_per_epoch, drop_epoch, gamma)
+        return warmup_factor(step, warmup_steps) * step_lr_factor(step, steps_per_epoch, drop_epoch, gamma)
     if schedule == "cosine":
         if epochs is None:
             raise ValueError("the 'cosine' learning-rate schedule needs epochs")
-        return cosine_lr_factor(step, epochs * steps_per_epoch, warmup_epochs * steps_per_epoch, min_factor)
+        return cosine_lr_factor(step, epochs * steps_per_epoch, warmup_steps, min_factor)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
 
 

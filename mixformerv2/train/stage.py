@@ -147,6 +147,9 @@ def register_stage(name: str) -> Callable[[StageFactory], StageFactory]:
 
 
 def list_stages() -> list[str]:
+    """The names ``train.stage`` may take: the package's stages and any registered since (tests, plugins). Pass
+    them to ``load_config(..., stages=list_stages())``."""
+    _import_stage_modules()
     return sorted(_STAGES)
 
 

@@ -1,10 +1,11 @@
 """The training loop shared by every stage: AdamW, schedule, AMP, accumulation, clipping, NaN guard, checkpoints.
 
 The trainer knows only the ``Stage`` protocol (``stage.py``). An *iteration* is one optimizer step: each process
-runs ``train.grad_accum_steps`` batches of ``train.batch_size``, the gradient is their mean (and, under DDP, the
-mean over ranks), so a run's trajectory depends on the global batch ``world_size * grad_accum_steps *
-batch_size``, not on how it is split. The learning rate is a pure function of the iteration, so a resumed run
-continues exactly; an epoch is ``len(train_loader) // grad_accum_steps`` iterations (left-over batches unused).
+runs ``train.grad_accum_steps`` batches of ``train.batch_size_per_process``, the gradient is their mean (and, under
+DDP, the mean over ranks), so a run's trajectory depends on the global batch ``world_size * grad_accum_steps *
+batch_size_per_process``, not on how it is split. The learning rate is a pure function of the iteration
+(``schedules.lr_factor``), so a resumed run continues exactly; an epoch is ``len(train_loader) //
+grad_accum_steps`` iterations (left-over batches unused).
 
 A non-finite loss (on any rank) or gradient skips the iteration: no optimizer and no GradScaler update, counted,
 logged with the batch's sequence names; ``train.max_bad_steps`` in a row raise ``NonFiniteError``, leaving the last
@@ -25,60 +26,25 @@ from typing import Any, Iterator, Mapping
 import torch
 from tqdm import tqdm
 
-from ..config import Config, ConfigError, TrainConfig, config_to_dict, dump_config
+from ..config import Config, ConfigError, config_to_dict, dump_config
 from ..models.checkpoint import CheckpointError, save_checkpoint
-from .checkpointing import (STATE_FORMAT, CheckpointManager, ResumeError, capture_rng_state, code_version,
-                            config_differences, load_state, restore_rng_state)
+from ..utils.version import code_version
+from .checkpointing import (STATE_FORMAT, CheckpointManager, ResumeError, capture_rng_state, config_differences,
+                            describe_version, load_state, restore_rng_state)
 from .distributed import DistInfo, any_rank, gather_objects, reduce_sum, wrap_ddp
 from .metrics_log import MetricsLogger
+from .schedules import lr_factor
 from .stage import Stage
 
 logger = logging.getLogger(__name__)
 
-AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-SCHEDULERS = ("step", "cosine")
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}  # the names of config.schema.AMP_DTYPES
+SKIP_COUNT_KEYS = ("skipped_io", "skipped_invalid")  # per-sample counts of draws the pipeline re-made
 MODEL_FILE = "model_final.pth.tar"
 
 
 class NonFiniteError(RuntimeError):
     """Too many consecutive iterations with a non-finite loss or gradient; the message names the iteration."""
-
-
-def check_train_config(t: TrainConfig) -> None:
-    """Reject trainer settings that cannot work, naming the key (``ConfigError``)."""
-    problems = []
-    if t.scheduler not in SCHEDULERS:
-        problems.append(f"train.scheduler: {t.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-    if t.amp_dtype not in AMP_DTYPES:
-        problems.append(f"train.amp_dtype: {t.amp_dtype!r} is not one of {', '.join(AMP_DTYPES)}")
-    for key in ("epochs", "batch_size", "grad_accum_steps", "max_bad_steps", "print_interval", "keep_last"):
-        if getattr(t, key) < 1:
-            problems.append(f"train.{key}: must be >= 1, got {getattr(t, key)}")
-    for key in ("warmup_iters", "checkpoint_interval", "val_interval", "lr_drop_epoch"):
-        if getattr(t, key) < 0:
-            problems.append(f"train.{key}: must be >= 0, got {getattr(t, key)}")
-    if not 0.0 <= t.min_lr_factor <= 1.0:
-        problems.append(f"train.min_lr_factor: must be in [0, 1], got {t.min_lr_factor}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
-def lr_factor(step: int, total_steps: int, steps_per_epoch: int, t: TrainConfig) -> float:
-    """Learning-rate multiplier of iteration ``step`` (0-based): ``step`` (official StepLR, x ``lr_drop_gamma``
-    every ``lr_drop_epoch`` epochs; 0 never drops) or ``cosine`` (from 1 after warm-up to ``min_lr_factor`` at
-    ``total_steps``), times a linear warm-up ``(step + 1) / warmup_iters`` over the first ``warmup_iters``.
-
-    Stand-in until ``train/schedules.py`` lands; the trainer calls only this function.
-    """
-    if t.scheduler == "step":
-        drops = (step // steps_per_epoch) // t.lr_drop_epoch if t.lr_drop_epoch > 0 else 0
-        factor = t.lr_drop_gamma ** drops
-    else:
-        progress = min(max(step - t.warmup_iters, 0) / max(total_steps - t.warmup_iters, 1), 1.0)
-        factor = t.min_lr_factor + (1.0 - t.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if step < t.warmup_iters:
-        factor *= (step + 1) / t.warmup_iters
-    return factor
 
 
 def batch_names(batch: Mapping[str, Any]) -> list[str]:
@@ -90,6 +56,12 @@ def batch_names(batch: Mapping[str, Any]) -> list[str]:
         return [str(s) for s in sequences]
     index = batch.get("index")
     return [f"sample {i}" for i in index.tolist()] if torch.is_tensor(index) else ["<unnamed batch>"]
+
+
+def skipped_draws(batch: Mapping[str, Any]) -> int:
+    """Draws the pipeline re-made for this batch (missing or corrupt frames, invalid samples): the sum of its
+    per-sample ``skipped_io`` and ``skipped_invalid`` counts; 0 for a batch without them."""
+    return sum(int(batch[key].sum()) for key in SKIP_COUNT_KEYS if torch.is_tensor(batch.get(key)))
 
 
 def batch_size_of(batch: Mapping[str, Any]) -> int:
@@ -107,6 +79,7 @@ class _Window:
     sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     good: int = 0
     samples: int = 0
+    skipped_samples: int = 0
     wait_s: float = 0.0
     start: float = field(default_factory=time.perf_counter)
 
@@ -122,7 +95,6 @@ class Trainer:
     def __init__(self, stage: Stage, cfg: Config, train_loader, output_dir: str | Path, val_loader=None,
                  dist: DistInfo = DistInfo(), device: torch.device | str = "cpu", progress: bool = True):
         t = cfg.train
-        check_train_config(t)
         self.stage, self.cfg, self.dist, self.device = stage, cfg, dist, torch.device(device)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.output_dir, self.progress = Path(output_dir), progress
@@ -141,9 +113,13 @@ class Trainer:
         self.accum = t.grad_accum_steps
         self.steps_per_epoch = len(train_loader) // self.accum
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"data.samples_per_epoch: {len(train_loader)} batches of train.batch_size "
-                              f"{t.batch_size} per process, fewer than train.grad_accum_steps {self.accum}")
+            raise ConfigError(f"data.samples_per_epoch: {len(train_loader)} batches of "
+                              f"train.batch_size_per_process {t.batch_size_per_process} per process, fewer than "
+                              f"train.grad_accum_steps {self.accum}")
         self.total_steps = t.epochs * self.steps_per_epoch
+        if t.scheduler == "cosine" and t.warmup_iters >= self.total_steps:
+            raise ConfigError(f"train.warmup_iters: {t.warmup_iters} is not below the run's {self.total_steps} "
+                              f"iterations (train.epochs {t.epochs} x {self.steps_per_epoch} per epoch)")
         self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", t.keep_last, dist.is_main)
         self.code_version = code_version()
         self.step = self.epoch = self.batch_in_epoch = 0  # iterations done; current epoch; its batches done
@@ -164,7 +140,8 @@ class Trainer:
         return {
             "format": STATE_FORMAT, "stage": self.stage.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch, "samples_in_epoch": self.batch_in_epoch * self.cfg.train.batch_size,
+            "batch_in_epoch": self.batch_in_epoch,
+            "samples_in_epoch": self.batch_in_epoch * self.cfg.train.batch_size_per_process,
             "skipped_steps": self.skipped_steps, "overflow_steps": self.overflow_steps,
             "world_size": self.dist.world_size, "rng": gather_objects(capture_rng_state(), self.dist),
             "config": config_to_dict(self.cfg), "config_yaml": dump_config(self.cfg),
@@ -206,8 +183,12 @@ class Trainer:
         self.skipped_steps, self.overflow_steps = state["skipped_steps"], state["overflow_steps"]
         restore_rng_state(state["rng"][self.dist.rank])
         self.resumed_from = path
-        logger.info("resumed from %s: epoch %d, iteration %d, batch %d of the epoch (written by %s)", path,
-                    self.epoch, self.step, self.batch_in_epoch, state["code_version"])
+        logger.info("resumed from %s: epoch %d, iteration %d, batch %d of the epoch (written by code %s)", path,
+                    self.epoch, self.step, self.batch_in_epoch, describe_version(state["code_version"]))
+        if state["code_version"] != self.code_version:
+            logger.warning("%s was written by code %s, this run is code %s: the rest of the run may differ from "
+                           "an uninterrupted one", path, describe_version(state["code_version"]),
+                           describe_version(self.code_version))
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
@@ -267,6 +248,7 @@ class Trainer:
             window.wait_s += time.perf_counter() - start
             batch = self.to_device(batch)
             window.samples += batch_size_of(batch)
+            window.skipped_samples += skipped_draws(batch)
             names += batch_names(batch)
             with self._no_sync(micro < self.accum - 1):
                 with self.autocast():
@@ -294,7 +276,10 @@ class Trainer:
     def optimizer_step(self, bad_loss: bool) -> tuple[str, float]:
         """Set the learning rate, unscale, clip and step; returns (``ok`` | ``bad_loss`` | ``bad_grad`` |
         ``overflow``, gradient norm before clipping)."""
-        factor = lr_factor(self.step, self.total_steps, self.steps_per_epoch, self.cfg.train)
+        t = self.cfg.train
+        factor = lr_factor(t.scheduler, self.step, self.steps_per_epoch, drop_epoch=t.lr_drop_epoch,
+                           gamma=t.lr_drop_gamma, epochs=t.epochs, warmup_steps=t.warmup_iters,
+                           min_factor=t.min_lr_factor)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         outcome, norm = "bad_loss", math.nan
@@ -353,11 +338,9 @@ class Trainer:
     def _log_window(self, window: _Window, bar: tqdm) -> None:
         """Reduce a window over the ranks (a collective) and log it: means of the stage's metrics over good
         iterations, gradient norm, learning rates, samples/s, data-wait fraction and skip counts."""
-        counts = getattr(self.train_loader, "counts", {})
         elapsed = time.perf_counter() - window.start
         total = reduce_sum({**window.sums, "_good": window.good, "_samples": window.samples,
-                            "_wait": window.wait_s, "_elapsed": elapsed,
-                            "_skipped_samples": counts.get("skipped_io", 0) + counts.get("skipped_invalid", 0)},
+                            "_wait": window.wait_s, "_elapsed": elapsed, "_skipped_samples": window.skipped_samples},
                            self.dist, self.device)
         ranks = self.dist.world_size
         scalars = {k: v / total["_good"] for k, v in total.items() if not k.startswith("_") and total["_good"]}

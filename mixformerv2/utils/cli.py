@@ -29,6 +29,8 @@ USER_ERROR_CLASSES = (
     ("mixformerv2.config.load", "ConfigError"),
     ("mixformerv2.models.checkpoint", "CheckpointError"),
     ("mixformerv2.data.datasets.annotations", "AnnotationError"),
+    ("mixformerv2.data.sampling", "SamplingError"),
+    ("mixformerv2.train.checkpointing", "ResumeError"),
     ("mixformerv2.evaluation.metrics", "EvaluationError"),
     ("mixformerv2.evaluation.packing", "PackError"),
     ("mixformerv2.tracking.runner", "RunMismatchError"),
