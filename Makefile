@@ -3,18 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The VOT toolkit lives in its own environment (it needs opencv-python, which clashes with our headless OpenCV)
+# and runs our tracker as a subprocess with .venv/bin/python; see mixformerv2/vot/toolkit-requirements.txt.
+VOT_VENV := .venv-vot
+VOT_REQUIREMENTS := mixformerv2/vot/toolkit-requirements.txt
+VOT_STAMP := $(VOT_VENV)/.installed
 
-.PHONY: setup test parity profile clean
+.PHONY: setup vot-env test parity profile clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,vot]'
 	touch $(STAMP)
 
-test: $(STAMP)
+vot-env: $(VOT_STAMP)
+
+# The last step compiles (and caches) the toolkit's numba overlap code once, instead of in the first analysis.
+$(VOT_STAMP): $(VOT_REQUIREMENTS)
+	$(PYTHON) -m venv $(VOT_VENV)
+	$(VOT_VENV)/bin/python -m pip install --quiet -r $(VOT_REQUIREMENTS)
+	$(VOT_VENV)/bin/python -c "from vot.region.raster import calculate_overlap as o; \
+	from vot.region.shapes import Rectangle as R; o(R(0, 0, 4, 4), R(1, 1, 4, 4), (8, 8))"
+	touch $(VOT_STAMP)
+
+test: $(STAMP) $(VOT_STAMP)
 	$(PY) -m pytest -q
 
 parity: $(STAMP)
@@ -24,4 +39,4 @@ profile: $(STAMP)
 	$(PY) tools/profile_model.py --config configs/mixformerv2_s.yaml --device cpu --threads 2
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VOT_VENV) build *.egg-info
