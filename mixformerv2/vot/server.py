@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from ..utils.device import resolve_device
 
     try:
-        from trax import Image, Region, Server
+        from trax import Image, Region, Server, TraxException
     except ImportError as err:
         raise UserError(f"this interpreter ({sys.executable}) has no vot-trax ({err}); install it with "
                         "pip install -e '.[vot]'") from None
@@ -134,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         frames = serve(tracker, server, read_frame_rgb)
     except user_error_types() as err:
-        server.quit(reason=error_line(err))
+        try:
+            server.quit(reason=error_line(err))
+        except TraxException:  # the toolkit may have gone already; the error below is what matters
+            logger.debug("could not send the quit message", exc_info=True)
         raise
     logger.info("toolkit quit after %d tracked frames", frames)
     return 0
