@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_arg(prepare)
     prepare.add_argument("--tracker", default="mixformerv2", help="tracker name in trackers.ini")
     prepare.add_argument("--timeout", type=int, default=vot_workspace.DEFAULT_TIMEOUT_S,
-                         help="seconds the toolkit waits for one tracker reply, model loading included")
+                         help="seconds the toolkit waits for one tracker reply (the start-up is not timed)")
     prepare.add_argument("--threads", type=int, default=None, help="CPU threads of the tracker process")
     prepare.add_argument("--no-cache", action="store_true", help="full forward every frame")
 

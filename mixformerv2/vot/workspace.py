@@ -45,7 +45,8 @@ STACK_FILE = "stack.yaml"
 TRACKERS_FILE = "trackers.ini"
 #: What produced each tracker's results: its trackers.ini section and the hashes of its config and checkpoint.
 STAMPS_FILE = "mixformerv2_trackers.json"
-#: Tracker timeout of ``trackers.ini`` (seconds the toolkit waits for one reply, model loading included).
+#: Tracker timeout of ``trackers.ini``: seconds the toolkit waits for one reply to initialize or a frame (the
+#: tracker's start-up, model loading included, is not timed by toolkit 0.7.4).
 DEFAULT_TIMEOUT_S = 120
 
 
