@@ -232,8 +232,11 @@ class Trainer:
         model = self.stage.finalize()
         self.model_path = self.output_dir / MODEL_FILE
         if self.dist.is_main:
-            save_checkpoint(model, self.model_path, epoch=self.epoch, iteration=self.step,
-                            config=dump_config(self.cfg), code_version=self.code_version)
+            extra = {"epoch": self.epoch, "iteration": self.step, "config": dump_config(self.cfg),
+                     "code_version": self.code_version}
+            # a stage may record what its surgery did (removed layers, their fade rate, the shallower config)
+            extra.update(getattr(self.stage, "final_extra", dict)())
+            save_checkpoint(model, self.model_path, **extra)
             logger.info("final model: %s", self.model_path)
         return model
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ...config import Config, ConfigError, TrainConfig
-from ...models import CheckpointError, build_model, init_from_pretrained
+from ...models import CheckpointError, build_model, init_from_pretrained, read_checkpoint, unwrap_state_dict
+from ...models.checkpoint import load_state_dict_strict, remove_layers
 from ..losses import box_l1_loss, ciou_loss, target_xyxy_from_xywh
 from ..stage import Metrics
 
@@ -93,4 +94,34 @@ def build_initialised(cfg: Config, device: torch.device) -> nn.Module:
                               f"({report.summary()})")
     else:
         logger.info("train.init_checkpoint not set: the %s network starts from random weights", cfg.model.name)
+    return model.to(device)
+
+
+def build_chained(cfg: Config, device: torch.device, stage: str, optional_prefix: str = "") -> nn.Module:
+    """``build_model(cfg.model)`` on ``device`` loaded strictly from the previous stage's ``train.init_checkpoint``
+    (a ``'net'`` file, minus ``train.init_drop_layers``), for the stages that continue a trained MixFormerV2.
+
+    Unlike ``build_initialised`` nothing is skipped: a file of another depth, bins, MLP ratio or layout stops the
+    run with one ``ConfigError`` naming the checkpoint, the stage config's ``model`` section and the disagreeing
+    key. Keys under ``optional_prefix`` (e.g. ``"score_head."``) may be absent from the file; they keep their
+    initial values (logged).
+    """
+    path = config_file("train.init_checkpoint", cfg.train.init_checkpoint)
+    model = build_model(cfg.model)
+    where = f"train.init_checkpoint {path} / the stage config's model section"
+    state = unwrap_state_dict(read_checkpoint(path), path)
+    if cfg.train.init_drop_layers:
+        try:
+            state = remove_layers(state, cfg.train.init_drop_layers)
+        except ValueError as err:
+            raise ConfigError(f"train.init_drop_layers: {path}: {err}") from None
+    absent = [k for k in model.state_dict() if optional_prefix and k.startswith(optional_prefix) and k not in state]
+    if absent:
+        logger.info("%s: no %s* tensors (%d): stage %s starts them from their initial values", path,
+                    optional_prefix, len(absent), stage)
+        state = {**state, **{k: v for k, v in model.state_dict().items() if k in absent}}
+    try:
+        load_state_dict_strict(model, state, where)
+    except CheckpointError as err:
+        raise ConfigError(f"stage {stage}: {err}") from None
     return model.to(device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -68,10 +68,12 @@ def teacher_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(V1_SCORE_PREFIX)}
 
 
-def load_teacher(cfg: Config, device: torch.device) -> tuple[nn.Module, Path]:
+def load_teacher(cfg: Config, device: torch.device,
+                 problems_of: Callable[[Config, Config], list[str]] | None = None) -> tuple[nn.Module, Path]:
     """The frozen teacher of ``cfg.train`` (eval mode, on ``device``) and its checkpoint path.
 
-    Raises ``ConfigError`` naming the key for a missing file, ``TeacherMismatchError`` naming both files when the
+    ``problems_of(student cfg, teacher cfg)`` lists why the teacher cannot serve this stage (default: the stage-1
+    check, ``teacher_problems`` of both model configs). Raises ``ConfigError`` naming the key for a missing file, ``TeacherMismatchError`` naming both files when the
     teacher config is invalid, does not fit the student's inputs, or its checkpoint does not load strictly."""
     config_path = config_file("train.teacher_config", cfg.train.teacher_config)
     checkpoint_path = config_file("train.teacher_checkpoint", cfg.train.teacher_checkpoint)
@@ -80,7 +82,8 @@ def load_teacher(cfg: Config, device: torch.device) -> tuple[nn.Module, Path]:
         teacher_cfg = load_config(config_path)
     except ConfigError as err:
         raise TeacherMismatchError(f"{pair}: the teacher config is invalid: {err}") from None
-    problems = teacher_problems(cfg.model, teacher_cfg.model)
+    problems = (problems_of(cfg, teacher_cfg) if problems_of is not None
+                else teacher_problems(cfg.model, teacher_cfg.model))
     if problems:
         raise TeacherMismatchError(f"{pair}: the teacher does not fit the student: {'; '.join(problems)}")
     teacher = build_model(teacher_cfg.model)
