@@ -194,3 +194,34 @@ def test_a_teacher_of_other_bins_or_layout_names_both_files(stage1, tmp_path):
         build_stage(stage2_cfg(stage1, f"train.teacher_checkpoint={deeper}"), torch.device("cpu"))
     text = one_line(err)
     assert str(deeper) in text and str(stage1[0]) in text and "model.depth" in text
+
+
+class ListLoader:
+    """The trainer's loader protocol over a fixed list of batches."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def set_epoch(self, epoch, start_batch=0):
+        pass
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_the_trainer_writes_the_pruned_model_and_what_was_removed(stage1, tmp_path):
+    from mixformerv2.train.trainer import Trainer
+
+    cfg = stage2_cfg(stage1, "train.remove_layers=[1,3]", "train.remove_epochs=2", "train.epochs=2",
+                     "train.print_interval=1", "train.batch_size=2")
+    trainer = Trainer(build_stage(cfg, torch.device("cpu")), cfg, ListLoader([fake_batch()]), tmp_path / "run",
+                      progress=False)
+    trainer.fit()
+    saved = read_checkpoint(trainer.model_path)
+    assert saved["removed_layers"] == [1, 3] and saved["remove_rate"] == 0.0 and "depth: 2" in saved["config"]
+    assert {k.split(".")[2] for k in saved["net"] if k.startswith("backbone.blocks.")} == {"0", "1"}
+    rows = (tmp_path / "run").rglob("*.jsonl")
+    assert any('"remove_rate"' in p.read_text() for p in rows)
