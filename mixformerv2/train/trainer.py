@@ -396,6 +396,9 @@ class Trainer:
             logger.warning("epoch %d: the validation loader gave no batch", self.epoch)
             return {}
         scalars = {k: v / total["_count"] for k, v in total.items() if not k.startswith("_")}
+        summary = getattr(self.stage, "validation_summary", None)
+        if summary is not None:  # split-level metrics (AUROC, precision) are not means of per-batch values
+            scalars.update(summary(lambda local: gather_objects(local, self.dist)))
         if self.metrics is not None:
             self.metrics.log("val", self.step, self.epoch, scalars)
         logger.info("epoch %d validation: %s", self.epoch, " ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
