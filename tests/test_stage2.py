@@ -160,7 +160,8 @@ def test_finalize_keeps_the_deep_model_while_the_fade_has_not_ended(stage1, capl
     assert len(stage.finalize().backbone.blocks) == 4
     assert "have not faded out" in caplog.text
     extra = stage.final_extra()
-    assert extra["fade_layers"] == [0] and extra["remove_rate"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 39 / 40)))
+    assert extra["fade_layers"] == [0]
+    assert extra["remove_rate"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 39 / 40)))
 
 
 def one_line(err) -> str:

@@ -10,7 +10,7 @@ import torch
 from mixformerv2.config import load_config
 from mixformerv2.models import build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from mixformerv2.train.schedules import block_scales
-from mixformerv2.train.stages.deep_to_shallow import pruned_model_config
+from mixformerv2.train.pruning import pruned_model_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """\

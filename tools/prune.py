@@ -13,7 +13,7 @@ import logging
 
 from mixformerv2.config import load_config
 from mixformerv2.train.pruning import prune_checkpoint
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, cli_main, make_parser
 from mixformerv2.utils.log import setup_logging
 
 
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="MixFormerV2 checkpoint ('net') to prune")
     p.add_argument("--remove", required=True, type=layer_list, help="block indices to drop, e.g. 0,3,6,9")
     p.add_argument("--out", required=True, help="checkpoint to write")
-    p.add_argument("--config", help="the checkpoint's config: check the pruned weights against it")
+    add_config_args(p, required=False)  # the checkpoint's config: the pruned weights are checked against it
     p.add_argument("--force", action="store_true", help="drop layers even if they have not faded out")
     return p.parse_args(argv)
 
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
-    cfg = load_config(args.config) if args.config else None
+    cfg = load_config(args.config, args.overrides) if args.config else None
     prune_checkpoint(args.checkpoint, args.remove, args.out, cfg, force=args.force)
     return 0
 

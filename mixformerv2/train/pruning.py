@@ -8,14 +8,20 @@ an identity, and dropping it changes no output. ``force`` drops any block (the o
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..models import build_model, read_checkpoint, remove_layers, unwrap_state_dict
 from ..models.checkpoint import CheckpointError, load_state_dict_strict, save_state_dict
 
 logger = logging.getLogger(__name__)
+
+
+def pruned_model_config(model: ModelConfig, removed: Sequence[int]) -> ModelConfig:
+    """The model config after removing the blocks ``removed`` (depth reduced by their number)."""
+    return replace(model, depth=model.depth - len(set(removed)))
 
 
 class PruneError(CheckpointError):
@@ -37,17 +43,15 @@ def prune_checkpoint(checkpoint: str | Path, remove: Sequence[int], out: str | P
     ``model.depth`` reduced by the removed blocks. Returns the fields written next to ``'net'``. Raises
     ``PruneError`` naming the file for a block that has not faded (unless ``force``) or does not exist.
     """
-    from .stages.deep_to_shallow import pruned_model_config  # the stages import torch-heavy modules
-
     remove = sorted(set(remove))
     obj = read_checkpoint(checkpoint)
     meta = obj if isinstance(obj, dict) else {}
     bad = unfaded(meta, remove)
     if bad and not force:
-        rate = meta.get("remove_rate")
+        rate = meta.get("remove_rate", "not recorded")
         raise PruneError(f"{checkpoint}: layer(s) {bad} have not faded out (fade_layers "
-                         f"{list(meta.get('fade_layers', ()))}, remove_rate {rate if rate is not None else 'not recorded'}"
-                         f"); dropping them changes the outputs (--force to drop them anyway)")
+                         f"{list(meta.get('fade_layers', ()))}, remove_rate {rate}); dropping them changes the "
+                         "outputs (--force to drop them anyway)")
     if bad:
         logger.warning("%s: dropping layer(s) %s that have not faded out (--force): the outputs change", checkpoint,
                        bad)

@@ -33,11 +33,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ...config import Config, ConfigError, ModelConfig, TrainConfig, dump_config
+from ...config import Config, ConfigError, dump_config
 from ...models import build_model, remove_layers
 from ...models.checkpoint import load_state_dict_strict
 from ...utils.io import sha256_file
 from ..losses import feature_mse, side_kl
+from ..pruning import pruned_model_config
 from ..schedules import block_scales, layer_fade
 from ..stage import Metrics, register_stage
 from .common import box_terms, build_chained, network_inputs, require_model
@@ -59,11 +60,6 @@ def stage2_teacher_problems(student: Config, teacher: Config) -> list[str]:
         problems.append(f"train.distill_layers_teacher {too_deep[0]} is beyond the teacher's model.depth "
                         f"{teacher.model.depth}")
     return problems
-
-
-def pruned_model_config(model: ModelConfig, removed: tuple[int, ...]) -> ModelConfig:
-    """The model config after removing the blocks ``removed``."""
-    return replace(model, depth=model.depth - len(set(removed)))
 
 
 class DeepToShallowStage(DenseToSparseStage):

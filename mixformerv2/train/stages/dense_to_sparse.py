@@ -73,8 +73,9 @@ def load_teacher(cfg: Config, device: torch.device,
     """The frozen teacher of ``cfg.train`` (eval mode, on ``device``) and its checkpoint path.
 
     ``problems_of(student cfg, teacher cfg)`` lists why the teacher cannot serve this stage (default: the stage-1
-    check, ``teacher_problems`` of both model configs). Raises ``ConfigError`` naming the key for a missing file, ``TeacherMismatchError`` naming both files when the
-    teacher config is invalid, does not fit the student's inputs, or its checkpoint does not load strictly."""
+    check, ``teacher_problems`` of both model configs). Raises ``ConfigError`` naming the key for a missing file,
+    ``TeacherMismatchError`` naming both files when the teacher config is invalid, does not fit the student, or its
+    checkpoint does not load strictly."""
     config_path = config_file("train.teacher_config", cfg.train.teacher_config)
     checkpoint_path = config_file("train.teacher_checkpoint", cfg.train.teacher_checkpoint)
     pair = f"train.teacher_config {config_path} / train.teacher_checkpoint {checkpoint_path}"
