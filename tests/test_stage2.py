@@ -116,7 +116,7 @@ def test_loss_terms_by_hand(stage1):
     ciou, _ = ciou_loss(out.box_xyxy_norm, target)
     l1 = box_l1_loss(out.box_xyxy_norm, target)
     assert float(m["loss/kl"]) == pytest.approx(0.0, abs=1e-6) and float(m["loss/feat"]) == pytest.approx(0.0)
-    assert float(loss) == pytest.approx(float((2 * ciou + 5 * l1).detach()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float((2 * ciou + 5 * l1).detach()), rel=1e-5)
     assert m["remove_rate"] == 1.0
     # layer 1 half faded: its output and every later one differ from the teacher's; weights 2, 5, 5, 0.2
     half = build_stage(stage2_cfg(stage1, "train.remove_layers=[1]", "train.distill_layers_student=[0,1]",
@@ -133,7 +133,7 @@ def test_loss_terms_by_hand(stage1):
     kl = float((p * (p.log() - scaled.side_logits.log_softmax(-1))).sum() / (2 * 4))
     assert float(m["loss/kl"]) == pytest.approx(kl, rel=1e-4) and kl > 0
     expected = 2 * float(m["loss/ciou"]) + 5 * float(m["loss/l1"]) + 5 * kl + 0.2 * mse_1 / 2
-    assert float(loss) == pytest.approx(expected, rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
 
 
 def test_finalize_prunes_the_faded_layers_into_a_shallow_model_with_the_same_outputs(stage1):
@@ -226,3 +226,16 @@ def test_the_trainer_writes_the_pruned_model_and_what_was_removed(stage1, tmp_pa
     assert {k.split(".")[2] for k in saved["net"] if k.startswith("backbone.blocks.")} == {"0", "1"}
     rows = (tmp_path / "run").rglob("*.jsonl")
     assert any('"remove_rate"' in p.read_text() for p in rows)
+
+
+def test_a_teacher_layout_checkpoint_as_the_student_start_names_both_files(stage1, tmp_path):
+    mixvit = tmp_path / "mixvit.yaml"
+    mixvit.write_text(TINY.format(depth=4, mlp_ratio=2.0, num_bins=16, score_head="false")
+                      .replace("name: mixformerv2", "name: mixvit").replace("head_type: mlp", "head_type: corner")
+                      .replace("  num_bins: 16\n  score_head: false\n", "  head_channels: 16\n")
+                      .replace("stage: deep_to_shallow", "stage: teacher"))
+    wrong = write_model(mixvit, tmp_path / "mixvit.pth.tar")
+    with pytest.raises(ConfigError) as err:
+        build_stage(stage2_cfg(stage1, f"train.init_checkpoint={wrong}"), torch.device("cpu"))
+    text = one_line(err)
+    assert str(wrong) in text and "model section" in text and "model.name" in text
