@@ -124,8 +124,9 @@ def test_loss_terms_by_hand(stage1):
     half.on_epoch_start(19)
     half.eval()
     loss, m = half.loss(batch, 0)
-    scaled = half.raw_student(batch["template_images"][:, 0], [batch["template_images"][:, 1]],
-                              batch["search_image"], block_scales=[1, 0.5, 1, 1])
+    with torch.no_grad():
+        scaled = half.raw_student(batch["template_images"][:, 0], [batch["template_images"][:, 1]],
+                                  batch["search_image"], block_scales=[1, 0.5, 1, 1])
     teacher = half.teacher(batch["template_images"][:, 0], [batch["template_images"][:, 1]], batch["search_image"])
     mse_1 = float(((scaled.block_features[1] - teacher.block_features[1]) ** 2).mean())
     assert float(m["loss/feat"]) == pytest.approx(mse_1 / 2, rel=1e-5)  # block 0 is unchanged: mean of 0 and mse_1
