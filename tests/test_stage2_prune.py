@@ -79,3 +79,27 @@ def test_pruning_a_layer_the_checkpoint_lacks_names_the_file(deep, tmp_path, cap
                          "--out", str(tmp_path / "o.pth.tar")]) == 2
     err = capsys.readouterr().err
     assert "in.pth.tar" in err and "cannot remove layers [7]" in err
+
+
+@pytest.mark.parametrize("epoch, allowed", [(39, True), (19, False)])
+def test_a_training_state_is_pruned_only_once_its_fade_epoch_reached_rate_0(tmp_path, capsys, epoch, allowed):
+    from test_stage2 import stage2_cfg, write_config, write_model
+
+    from mixformerv2.config import config_to_dict
+    from mixformerv2.train.checkpointing import STATE_FORMAT
+    from mixformerv2.train.stage import build_stage
+
+    config = write_config(tmp_path / "s1.yaml")
+    cfg = stage2_cfg((config, write_model(config, tmp_path / "s1.pth.tar")), "train.remove_layers=[1,3]")
+    stage = build_stage(cfg, torch.device("cpu"))
+    stage.on_epoch_start(epoch)
+    state = tmp_path / "iter_100.pth.tar"
+    torch.save({"format": STATE_FORMAT, "stage": stage.state_dict(), "config": config_to_dict(cfg)}, state)
+    out = tmp_path / "pruned.pth.tar"
+    status = prune_tool()(["--checkpoint", str(state), "--remove", "1,3", "--out", str(out)])
+    assert (status == 0) == allowed and out.exists() == allowed
+    if allowed:
+        assert read_checkpoint(out)["net"]["backbone.blocks.1.mlp.fc1.weight"].equal(
+            stage.raw_student.backbone.blocks[2].mlp.fc1.weight)
+    else:
+        assert "remove_rate 0.5" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 A stage-2 final model whose fade has not ended records ``fade_layers`` (block indices of that file) and
 ``remove_rate`` (their residual scale in the last epoch) next to ``'net'``; one pruned by the stage records
-``removed_layers``. A block may be dropped only when it is in ``fade_layers`` and ``remove_rate`` is 0: it is then
+``removed_layers``. A training state of the trainer (``checkpoints/*``) holds the same information as the stage
+config's ``train.remove_layers`` and the epoch of the fade. A block may be dropped only when it is in ``fade_layers`` and ``remove_rate`` is 0: it is then
 an identity, and dropping it changes no output. ``force`` drops any block (the outputs then change).
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Mapping, Sequence
 from ..config import Config, ModelConfig
 from ..models import build_model, read_checkpoint, remove_layers, unwrap_state_dict
 from ..models.checkpoint import CheckpointError, load_state_dict_strict, save_state_dict
+from .checkpointing import STATE_FORMAT
+from .schedules import layer_fade
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,19 @@ def pruned_model_config(model: ModelConfig, removed: Sequence[int]) -> ModelConf
 
 class PruneError(CheckpointError):
     """A layer cannot be pruned from a checkpoint (not faded, or not there); the message names the file."""
+
+
+def fade_fields(obj: Any) -> dict[str, Any]:
+    """``fade_layers`` / ``remove_rate`` of a read checkpoint: the fields of a final model, or, for a training
+    state of the trainer, ``train.remove_layers`` of its config at the rate of the epoch the stage last started."""
+    if not isinstance(obj, dict):
+        return {}
+    if obj.get("format") != STATE_FORMAT:
+        return obj
+    train = obj.get("config", {}).get("train", {})
+    layers, epoch = list(train.get("remove_layers", ())), obj.get("stage", {}).get("fade_epoch", -1)
+    rate = layer_fade(epoch, train["remove_epochs"]) if layers and epoch >= 0 else 1.0
+    return {"fade_layers": layers, "remove_rate": rate}
 
 
 def unfaded(meta: Mapping[str, Any], remove: Sequence[int]) -> list[int]:
@@ -45,7 +61,9 @@ def prune_checkpoint(checkpoint: str | Path, remove: Sequence[int], out: str | P
     """
     remove = sorted(set(remove))
     obj = read_checkpoint(checkpoint)
-    meta = obj if isinstance(obj, dict) else {}
+    meta = fade_fields(obj)
+    if isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
+        obj = obj["stage"]["student"]  # a training state: the student's weights
     bad = unfaded(meta, remove)
     if bad and not force:
         rate = meta.get("remove_rate", "not recorded")
