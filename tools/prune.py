@@ -4,8 +4,8 @@
 
 A layer is dropped only when the checkpoint records it as faded out to rate 0 (``fade_layers`` and ``remove_rate``,
 written by the deep_to_shallow stage into its final model; a training state under ``checkpoints/`` is read through
-its config's ``train.remove_layers`` and the epoch of the fade); ``--force`` drops any layer. With ``--config`` (the config the checkpoint was
-trained with) the result is checked to load into that model with the reduced depth.
+its config's ``train.remove_layers`` and the epoch of the fade); ``--force`` drops any layer. With ``--config``
+(the config the checkpoint was trained with) the result is checked to load into that model with the reduced depth.
 """
 from __future__ import annotations
 

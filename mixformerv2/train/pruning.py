@@ -3,8 +3,9 @@
 A stage-2 final model whose fade has not ended records ``fade_layers`` (block indices of that file) and
 ``remove_rate`` (their residual scale in the last epoch) next to ``'net'``; one pruned by the stage records
 ``removed_layers``. A training state of the trainer (``checkpoints/*``) holds the same information as the stage
-config's ``train.remove_layers`` and the epoch of the fade. A block may be dropped only when it is in ``fade_layers`` and ``remove_rate`` is 0: it is then
-an identity, and dropping it changes no output. ``force`` drops any block (the outputs then change).
+config's ``train.remove_layers`` and the epoch of the fade. A block may be dropped only when it is in
+``fade_layers`` and ``remove_rate`` is 0: it is then an identity, and dropping it changes no output. ``force``
+drops any block (the outputs then change).
 """
 from __future__ import annotations
 
