@@ -234,8 +234,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> None:
     temporary file that replaces ``path`` once complete and fsynced (``atomic_open``).
 
     ``extra`` must hold only tensors, plain containers, numbers and strings: ``read_checkpoint`` reads nothing else."""
+    save_state_dict(model.state_dict(), path, **extra)
+
+
+def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path, **extra) -> None:
+    """``save_checkpoint`` for weights without their network (e.g. a state dict after ``remove_layers``)."""
     with atomic_open(path) as f:
-        torch.save({"net": model.state_dict(), "net_type": "MixFormer", **extra}, f)
+        torch.save({"net": dict(state_dict), "net_type": "MixFormer", **extra}, f)
 
 
 def remove_layers(state_dict: Mapping[str, torch.Tensor], layers: Iterable[int]) -> dict[str, torch.Tensor]:

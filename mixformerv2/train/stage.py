@@ -4,7 +4,10 @@ A stage (pytracking's actor, DINOv2's ``SSLMetaArch``) holds the student that tr
 teacher; it says which parameters train and in which optimizer groups, computes ``loss(batch, step) -> (loss,
 metrics)``, reacts to epoch starts (schedules such as the layer fade), saves and restores the parts that train, and
 at the end hands over the model to save in the official layout. ``BaseStage`` implements all of it except ``loss``
-for the usual student (+ frozen teacher) case.
+for the usual student (+ frozen teacher) case. Two optional hooks, looked up by the trainer with ``getattr``:
+``final_extra() -> dict`` (fields saved next to ``'net'`` in the final model, e.g. the removed layers) and
+``validation_summary(gather) -> dict`` (split-level validation metrics such as AUROC, which are not means of
+per-batch values; ``gather(obj)`` returns every rank's ``obj``).
 
 Stages are built by name (``train.stage``) from a registry: ``@register_stage("teacher")`` on a factory
 ``(cfg: Config, device: torch.device) -> Stage``, then ``build_stage(cfg, device)``, which first imports the

@@ -213,8 +213,11 @@ class Trainer:
         model = self.stage.finalize()
         self.model_path = self.output_dir / MODEL_FILE
         if self.dist.is_main:
-            save_checkpoint(model, self.model_path, epoch=self.epoch, iteration=self.step,
-                            config=dump_config(self.cfg), code_version=self.code_version)
+            extra = {"epoch": self.epoch, "iteration": self.step, "config": dump_config(self.cfg),
+                     "code_version": self.code_version}
+            # a stage may record what its surgery did (removed layers, their fade rate, the shallower config)
+            extra.update(getattr(self.stage, "final_extra", dict)())
+            save_checkpoint(model, self.model_path, **extra)
             logger.info("final model: %s", self.model_path)
         return model
 
@@ -376,6 +379,9 @@ class Trainer:
             logger.warning("epoch %d: the validation loader gave no batch", self.epoch)
             return {}
         scalars = {k: v / total["_count"] for k, v in total.items() if not k.startswith("_")}
+        summary = getattr(self.stage, "validation_summary", None)
+        if summary is not None:  # split-level metrics (AUROC, precision) are not means of per-batch values
+            scalars.update(summary(lambda local: gather_objects(local, self.dist)))
         if self.metrics is not None:
             self.metrics.log("val", self.step, self.epoch, scalars)
         logger.info("epoch %d validation: %s", self.epoch, " ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
