@@ -218,7 +218,7 @@ def test_the_trainer_writes_the_pruned_model_and_what_was_removed(stage1, tmp_pa
     from mixformerv2.train.trainer import Trainer
 
     cfg = stage2_cfg(stage1, "train.remove_layers=[1,3]", "train.remove_epochs=2", "train.epochs=2",
-                     "train.print_interval=1", "train.batch_size=2")
+                     "train.print_interval=1", "train.batch_size_per_process=2")
     trainer = Trainer(build_stage(cfg, torch.device("cpu")), cfg, ListLoader([fake_batch()]), tmp_path / "run",
                       progress=False)
     trainer.fit()

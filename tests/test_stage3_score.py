@@ -34,7 +34,7 @@ def score_cfg(tmp_path):
     """A score-stage config starting from a box-only (no score_head.*) checkpoint of the same network."""
     box_only = write_model(write_config(tmp_path / "box.yaml"), tmp_path / "box.pth.tar")
     config = write_config(tmp_path / "score.yaml", score_head=True)
-    return load_config(config, ["train.stage=score", f"train.init_checkpoint={box_only}", "train.batch_size=4",
+    return load_config(config, ["train.stage=score", f"train.init_checkpoint={box_only}", "train.batch_size_per_process=4",
                                 "train.print_interval=1"])
 
 
