@@ -229,6 +229,21 @@ def test_tools_reject_a_graph_from_another_version_and_a_missing_backend(synthet
     assert_one_error_line(capsys.readouterr().err, "pip install 'mixformerv2[openvino]'")
 
 
+@needs_ort
+def test_demo_runs_on_onnxruntime_with_the_torch_boxes(synthetic, tmp_path):
+    seq = synthetic["sequences"][0]
+    base = ["--frames", str(Path(seq.frame_paths[0]).parent), "--init-box",
+            ",".join(str(v) for v in seq.init_box_xywh), "--config", str(synthetic["files"]["config"]),
+            "--checkpoint", str(synthetic["files"]["good"]), "--device", "cpu"]
+    demo = load_tool("demo")
+    assert demo.main([*base, "--out", str(tmp_path / "t.mp4")]) == 0
+    assert demo.main([*base, "--out", str(tmp_path / "o.mp4"), "--backend", "onnxruntime"]) == 0
+    rows = {name: [list(map(float, r.split(",")[1:5])) for r in (tmp_path / f"{name}.csv").read_text().split()[1:]]
+            for name in ("t", "o")}
+    assert len(rows["o"]) == len(seq)
+    assert max(abs(a - b) for ra, rb in zip(rows["t"], rows["o"]) for a, b in zip(ra, rb)) <= 0.011  # 2 decimals
+
+
 def test_tracker_takes_a_backend_and_reports_it(tiny_model):
     runtime = build_backend(tiny_model, TINY, "torch", "int8", CPU)
     tracker = MixFormerV2Tracker(runtime, TrackerSettings(), TINY.template_size, TINY.search_size)
@@ -243,7 +258,7 @@ def test_tracker_takes_a_backend_and_reports_it(tiny_model):
 def test_cuda_fp16_compiled_step_matches_fp32(tiny_model):
     cuda = torch.device("cuda")
     reference = TorchBackend(copy.deepcopy(tiny_model), "fp32", cuda)
-    fast = build_backend(copy.deepcopy(tiny_model), TINY, "torch", "fp16", cuda, compile=True)
+    fast = build_backend(copy.deepcopy(tiny_model), TINY, "torch", "fp16", cuda, compile_step=True)
     x = {k: v.to(cuda) for k, v in example_inputs(TINY).items()}
     ref = _outputs(reference, x)
     for _ in range(3):  # the CUDA graph is recorded on a later call

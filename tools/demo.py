@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.overrides)
     tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset,
                             cached=False if args.no_cache else None, backend=args.backend,
-                            precision=args.precision, export_dir=args.export_dir, compile=args.compile)
+                            precision=args.precision, export_dir=args.export_dir,
+                            compile_step=args.compile)
     logger.info("network: %s %s, %s path", tracker.backend, tracker.precision, tracker.forward_path)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
                                     run_name=args.run or Path(args.config).stem, device=device,
                                     workers=args.workers, cached=False if args.no_cache else None,
                                     progress=not args.no_progress, folder=folder, backend=args.backend,
-                                    precision=args.precision, export_dir=args.export_dir, compile=args.compile)
+                                    precision=args.precision, export_dir=args.export_dir,
+                                    compile_step=args.compile)
     except WorkerDiedError as err:
         logger.error("%s", err)
         return 1

@@ -16,7 +16,7 @@ Precisions (each an explicit choice; ``auto`` picks one, see ``choose_auto``):
   the weights in that type (autocast would convert every weight on every frame); the heads stay fp32. On the CPU
   the attention is the explicit softmax(q k^T) v, faster there in bf16 than the fused kernel;
   ``int8``: dynamic quantisation of the backbone's linear layers (``torch.ao``; the cached path gets its own
-  q and kv layers first, ``MixedAttention.split_qkv``). ``compile=True`` wraps the per-frame step in
+  q and kv layers first, ``MixedAttention.split_qkv``). ``compile_step=True`` wraps the per-frame step in
   ``torch.compile`` (with CUDA graphs on a GPU).
 * ``onnxruntime``: ``fp32``; ``int8``: the per-frame graph with dynamically quantised matrix products
   (``onnxruntime.quantization.quantize_dynamic``, int8 weights); the template encoder stays fp32, it runs once per
@@ -34,7 +34,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -110,13 +110,13 @@ class TorchBackend:
         model: the network (any module with the tracker's calls for fp32; a ``MixFormerV2`` for the others).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see the module doc).
         device: where it runs. cached: as ``MixFormerV2Tracker`` (None: the cached path where the model has one).
-        compile: ``torch.compile`` the per-frame step (``reduce-overhead``, i.e. CUDA graphs, on a GPU).
+        compile_step: ``torch.compile`` the per-frame step (``reduce-overhead``, i.e. CUDA graphs, on a GPU).
     """
 
     backend = "torch"
 
     def __init__(self, model: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu",
-                 cached: bool | None = None, compile: bool = False):
+                 cached: bool | None = None, compile_step: bool = False):
         self.device = torch.device(device)
         has_cache = hasattr(model, "encode_templates")
         if cached and not has_cache:
@@ -135,9 +135,9 @@ class TorchBackend:
         elif self._dtype is not None:
             model = half_copy(model, precision, self.device)
         self.model = model
-        self.compiled = compile
+        self.compiled = compile_step
         self._step = self._search
-        if compile:
+        if compile_step:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._step = torch.compile(self._search, mode=mode, dynamic=False)
 
@@ -186,8 +186,9 @@ def _step_output(outputs: dict[str, np.ndarray]) -> StepOutput:
 
 
 class OnnxRuntimeBackend:
-    """Both graphs in ONNX Runtime (CPU). encoder_path, step_path: the graph files; threads: intra-op threads
-    (default: torch's thread count)."""
+    """Both graphs in ONNX Runtime (CPU). encoder_path, step_path: the graph files (``step_path`` already quantised
+    for int8: ``quantize_onnx_int8``); precision: what they compute, as ``run.json`` records it; threads: intra-op
+    threads (default: torch's thread count)."""
 
     backend = "onnxruntime"
     cached = True
@@ -310,13 +311,13 @@ def check_precision(backend: str, precision: str, device: torch.device, cpu: Cpu
 def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", precision: str | None = None,
                   device: torch.device | str = "cpu", cached: bool | None = None,
                   export_dir: str | Path | None = None, checkpoint_sha256: str | None = None,
-                  threads: int | None = None, compile: bool = False, cpu: CpuInfo | None = None):
+                  threads: int | None = None, compile_step: bool = False, cpu: CpuInfo | None = None):
     """The backend that runs ``model`` (built from ``cfg``, weights loaded) for the tracker.
 
     backend: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (which chooses the precision too and logs why;
     ``choose_auto``). precision: default ``fp32``. export_dir: graphs of ``tools/export.py`` for the ONNX backends, verified against ``cfg`` and
     ``checkpoint_sha256``; without it the graphs are exported now (a few seconds). threads: the ONNX backends'
-    threads (default: torch's). Raises ``BackendError`` (or ``MissingBackendError``, naming the extra to install).
+    threads (default: torch's). compile_step: see ``TorchBackend``. Raises ``BackendError`` (or ``MissingBackendError``, naming the extra to install).
     """
     device = torch.device(device)
     cpu = cpu or cpu_info()
@@ -331,7 +332,7 @@ def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", pr
     precision = precision or "fp32"
     check_precision(backend, precision, device, cpu)
     if backend == "torch":
-        return TorchBackend(model, precision, device, cached, compile)
+        return TorchBackend(model, precision, device, cached, compile_step)
     if cached is False:
         raise BackendError(f"--backend {backend} runs the cached template path only (the exported graphs); drop "
                            "--no-cache or use --backend torch")
@@ -352,7 +353,3 @@ def describe_backend(runtime) -> dict:
     """``{"backend", "precision"}`` of a backend, as ``run.json`` records them."""
     return {"backend": getattr(runtime, "backend", "torch"), "precision": getattr(runtime, "precision", "fp32")}
 
-
-__all__: Sequence[str] = ["BACKENDS", "PRECISIONS", "BackendError", "OnnxRuntimeBackend", "OpenVinoBackend",
-                          "StepOutput", "TorchBackend", "build_backend", "check_precision", "choose_auto",
-                          "describe_backend", "half_copy", "quantize_dynamic_int8", "quantize_onnx_int8"]

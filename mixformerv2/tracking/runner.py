@@ -352,19 +352,19 @@ def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterabl
                   results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
                   workers: int = 1, cached: bool | None = None, progress: bool = True,
                   folder: str | None = None, backend: str = "torch", precision: str | None = None,
-                  export_dir: str | Path | None = None, compile: bool = False) -> RunSummary:
+                  export_dir: str | Path | None = None, compile_step: bool = False) -> RunSummary:
     """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
     ``<results_root>/<run_name>/<folder or dataset>/``; each worker builds the tracker once with
     ``build_tracker``.
 
     cached: ``None`` uses the cached template path where the model has one, ``True`` requires it (a model without
     one is refused with ``TrackerSetupError``), ``False`` runs the full forward. backend, precision, export_dir,
-    compile: see ``build_tracker``. ``run.json`` records what ran.
+    compile_step: see ``build_tracker``. ``run.json`` records what ran.
     """
     device = device or default_device()
     manifest = make_manifest(cfg, checkpoint, dataset)
     manifest.update(results_folder=folder or dataset, device=str(device))
     factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached, backend, precision,
-                      None if export_dir is None else str(export_dir), compile)
+                      None if export_dir is None else str(export_dir), compile_step)
     results_dir = Path(results_root) / run_name / (folder or dataset)
     return run_sequences(factory, sequences, results_dir, manifest, workers=workers, progress=progress)

@@ -199,14 +199,14 @@ class MixFormerV2Tracker:
 def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.device | str | None = None,
                   dataset: str | None = None, cached: bool | None = None, backend: str = "torch",
                   precision: str | None = None, export_dir: str | Path | None = None,
-                  compile: bool = False) -> MixFormerV2Tracker:
+                  compile_step: bool = False) -> MixFormerV2Tracker:
     """Build the network from ``cfg.model``, load ``checkpoint`` strictly and wrap it in a tracker.
 
     ``dataset`` selects the per-benchmark settings of ``cfg.test`` (``cfg.test.for_dataset``: the benchmark's entry
     wins over the ``test`` defaults). Crops are normalised with ``cfg.model.image_mean``/``image_std``.
     ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only). ``cached``: see
     ``MixFormerV2Tracker``. ``backend``, ``precision``, ``export_dir`` (graphs of ``tools/export.py``, checked
-    against this config and checkpoint) and ``compile``: see ``mixformerv2.export.backends.build_backend``
+    against this config and checkpoint) and ``compile_step``: see ``mixformerv2.export.backends.build_backend``
     (``backend="auto"`` picks backend and precision for this machine and logs why).
     """
     from ..models import build_model, load_checkpoint
@@ -217,15 +217,15 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
     else:
         logger.warning("no checkpoint given: tracking with randomly initialised weights")
     online_size = cfg.test.for_dataset(dataset).online_size
-    if online_size > 1 and backend == "auto" and precision is None:
+    if online_size > 1 and backend == "auto":
         backend = "torch"  # the exported graphs take one online template
-        logger.info("--backend auto: torch fp32 (test.online_size %d > 1)", online_size)
+        logger.info("--backend auto: torch (test.online_size %d > 1: the exported graphs take one)", online_size)
     elif online_size > 1 and backend != "torch":
         raise BackendError(f"--backend {backend}: the exported graphs take one online template, the config has "
                            f"test.online_size {online_size}; use --backend torch")
     device = torch.device(device or default_device())
     network = build_backend(model, cfg.model, backend, precision, device, cached,
-                            export_dir=export_dir, compile=compile,
+                            export_dir=export_dir, compile_step=compile_step,
                             checkpoint_sha256=sha256_file(checkpoint) if export_dir and checkpoint else None)
     return MixFormerV2Tracker(network, cfg.test.for_dataset(dataset), cfg.model.template_size,
                               cfg.model.search_size, device=device,
