@@ -278,6 +278,7 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
                               gflops_cached, peak)}
         if device.type == "cuda" and model_name in PAPER_GPU_FPS:
             result["models"][model_name]["paper_gpu_fps"] = PAPER_GPU_FPS[model_name]
+    result["machine"]["load_average_end"] = machine_info()["load_average"]
     return result
 
 
@@ -307,10 +308,11 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
     """``speed_table``'s result as Markdown: the machine, then one table per model."""
     machine = result["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-    load = machine.get("load_average")
+    loads = [", ".join(f"{when} {'/'.join(f'{v:.1f}' for v in machine[key])}" for when, key in
+                       (("start", "load_average"), ("end", "load_average_end")) if machine.get(key))]
     lines = [f"CPU: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX2'}); {machine['threads']} thread(s) "
-             f"of {machine['logical_cpus']} logical CPUs; load average at start "
-             f"{'/'.join(f'{v:.1f}' for v in load) if load else 'n/a'}", f"Versions: {versions}",
+             f"of {machine['logical_cpus']} logical CPUs; load average (1/5/15 min) {loads[0] or 'n/a'}",
+             f"Versions: {versions}",
              f"auto: {result['auto']['backend']} {result['auto']['precision']} ({result['auto']['reason']})"]
     if command:
         lines.insert(0, f"Command: `{command}`")
