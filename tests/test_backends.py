@@ -15,9 +15,9 @@ from mixformerv2.config import TestConfig as TrackerSettings
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.registry import get_dataset
 from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_precision, choose_auto,
-                                         quantize_dynamic_int8)
+                                         quantize_dynamic_int8, quantize_onnx_int8)
 from mixformerv2.export.cpu import CpuInfo, parse_cpuinfo
-from mixformerv2.export.onnx import example_inputs
+from mixformerv2.export.onnx import example_inputs, export_onnx
 from mixformerv2.export.optional import is_installed
 from mixformerv2.models import build_model
 from mixformerv2.tracking.compare import Variant, compare_backends
@@ -101,6 +101,20 @@ def test_bf16_backend_keeps_the_heads_in_fp32_and_stays_close(tiny_model):
     assert (full.box_xyxy_norm - ref.box_xyxy_norm).abs().max() < 2e-2
 
 
+@needs_ort
+def test_onnxruntime_int8_quantises_the_backbone_per_channel_and_keeps_the_heads(tiny_model, tmp_path):
+    import onnx
+
+    export_onnx(tiny_model, TINY, tmp_path)
+    graph = onnx.load(quantize_onnx_int8(tmp_path / "search_step.onnx", tmp_path / "int8.onnx")).graph
+    integer = [n.name for n in graph.node if n.op_type == "MatMulInteger"]
+    # patch embedding + per block q, kv, proj, fc1, fc2 (2 blocks); none of the 4 head layers or the box decoding
+    assert len(integer) == 1 + 2 * 5 and not any("_head/" in name for name in integer)
+    assert sum(n.op_type in ("MatMul", "Gemm") and "_head/" in n.name for n in graph.node) == 4
+    scales = [init for init in graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1]
+    assert scales and all(init.dims[0] in (32, 64) for init in scales)  # one scale per output channel
+
+
 # ------------------------------------------------------------------------------------------ choices
 def test_parse_cpuinfo_reads_model_and_flags():
     text = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu avx2 avx512f amx_tile avx512_vnni\n" \
@@ -131,15 +145,27 @@ def test_auto_picks_by_cpu_features_and_says_why():
     everything = lambda module: True  # noqa: E731
     nothing = lambda module: False  # noqa: E731
     backend, precision, reason = choose_auto(AMX, CPU, everything)
-    assert (backend, precision) == ("openvino", "bf16") and "native bf16" in reason and "amx_tile" in reason
-    assert choose_auto(AMX, CPU, lambda m: m == "onnxruntime")[:2] == ("onnxruntime", "int8")
+    assert (backend, precision) == ("onnxruntime", "int8") and "amx_tile" in reason
+    assert choose_auto(AMX, CPU, lambda m: m == "openvino")[:2] == ("openvino", "bf16")
     assert choose_auto(AMX, CPU, nothing)[:2] == ("torch", "bf16")
     backend, precision, reason = choose_auto(AVX2, CPU, everything)
-    assert (backend, precision) == ("onnxruntime", "int8") and "no native bf16" in reason
-    assert choose_auto(AVX2, CPU, nothing)[:2] == ("torch", "fp32")
+    assert (backend, precision) == ("onnxruntime", "int8") and "avx2" in reason
+    assert choose_auto(AVX2, CPU, lambda m: m == "openvino")[:2] == ("torch", "fp32")  # no bf16 to gain
+    backend, precision, reason = choose_auto(AVX2, CPU, nothing)
+    assert (backend, precision) == ("torch", "fp32") and "no native bf16" in reason
     assert choose_auto(AVX2, torch.device("cuda"), nothing)[:2] == ("torch", "fp16")
     with pytest.raises(BackendError, match="auto chooses the precision"):
         build_backend(build_model(TINY), TINY, "auto", "int8")
+
+
+@needs_ort
+def test_auto_logs_its_choice_and_the_tracker_reports_it(tiny_model, caplog):
+    with caplog.at_level("INFO", logger="mixformerv2.export.backends"):
+        runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cpu=AVX2)
+    assert (runtime.backend, runtime.precision) == ("onnxruntime", "int8")
+    assert any("--backend auto: onnxruntime int8 (CPU flags avx2" in r.getMessage() for r in caplog.records)
+    runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cached=False, cpu=AVX2)
+    assert (runtime.backend, runtime.precision, runtime.cached) == ("torch", "fp32", False)
 
 
 def test_backend_errors_are_specific(tiny_model, monkeypatch):

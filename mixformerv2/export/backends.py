@@ -19,8 +19,8 @@ Precisions (each an explicit choice; ``auto`` picks one, see ``choose_auto``):
   q and kv layers first, ``MixedAttention.split_qkv``). ``compile_step=True`` wraps the per-frame step in
   ``torch.compile`` (with CUDA graphs on a GPU).
 * ``onnxruntime``: ``fp32``; ``int8``: the per-frame graph with dynamically quantised matrix products
-  (``onnxruntime.quantization.quantize_dynamic``, int8 weights); the template encoder stays fp32, it runs once per
-  template update.
+  (``onnxruntime.quantization.quantize_dynamic``, int8 weights per output channel; the heads stay fp32); the
+  template encoder stays fp32, it runs once per template update.
 * ``openvino``: ``fp32`` and ``bf16`` (its inference precision; native bf16 CPUs only).
 
 The graphs of the ONNX backends come from an export folder (``tools/export.py``, verified against the model config
@@ -221,7 +221,8 @@ class OpenVinoBackend:
         self.precision = precision
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
+                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+                  "ENABLE_CPU_PINNING": False}
         self._encoder = core.compile_model(core.read_model(str(encoder_path)), "CPU", config).create_infer_request()
         step = core.compile_model(core.read_model(str(step_path)), "CPU", config)
         self._outputs = [o.get_any_name() for o in step.outputs]
@@ -245,16 +246,29 @@ class _QuietQuantizer(logging.Filter):
         return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
 
 
+def _head_products(path: str | Path) -> list[str]:
+    """Names of the matrix products of a graph that stay fp32: the heads' (their scope names the module, e.g.
+    ``/box_head/...``), which see 4 tokens, and products with a constant that is not a matrix (the box decoding).
+    ONNX Runtime's quantiser rewrites each Gemm as ``<name>_MatMul`` + ``<name>_Add`` first: both names are listed."""
+    onnx = import_optional("onnx")
+    graph = onnx.load(str(path)).graph
+    shapes = {init.name: len(init.dims) for init in graph.initializer}
+    names = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and (
+        "_head/" in node.name or any(shapes.get(name, 2) != 2 for name in node.input[1:2]))]
+    return names + [f"{name}_MatMul" for name in names]
+
+
 def quantize_onnx_int8(path: str | Path, out_path: str | Path) -> Path:
-    """Dynamic int8 quantisation of a graph's matrix products (ONNX Runtime; int8 weights, one scale per tensor;
-    per-channel scales fail ONNX Runtime's shape inference on the simplified graphs)."""
+    """Dynamic int8 quantisation of a graph's matrix products with ONNX Runtime: int8 weights with one scale per
+    output channel, activations quantised per call; the heads stay fp32 (``_head_products``)."""
     import_optional("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quiet, root = _QuietQuantizer(), logging.getLogger()
     root.addFilter(quiet)
     try:
-        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=_head_products(path))
     finally:
         root.removeFilter(quiet)
     return Path(out_path)
@@ -264,29 +278,26 @@ def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], b
                 ) -> tuple[str, str, str]:
     """(backend, precision, reason) that ``auto`` picks for ``cpu`` / ``device`` among the installed backends.
 
-    The order follows the README's speed table (per frame, against the fp32 full forward, same run):
+    The order follows the README's speed table (per frame, against the fp32 full forward, interleaved in one run):
 
     * CUDA: torch fp16.
-    * CPU with native bf16 (AVX-512_BF16 / AMX): OpenVINO bf16 (its AMX kernels and fused attention were the
-      fastest for S and among the two fastest for B), else ONNX Runtime int8, else torch bf16.
-    * other CPUs: ONNX Runtime int8 (8-bit products: VNNI, or AVX2's 16-bit multiply-adds), else torch fp32 on the
-      cached path; bf16 would be emulated there.
+    * CPU: ONNX Runtime int8 (int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds). On an AMX CPU shared
+      with other jobs it was the steadiest: 4.2-4.9x for S and B in every run, where OpenVINO bf16 went from 3.2x
+      (loaded) to 5.6x (idle). Without onnxruntime: OpenVINO bf16, else torch bf16 where bf16 is native, else
+      torch fp32 on the cached path (bf16 would be emulated).
     """
     if device.type == "cuda":
         return "torch", "fp16", "CUDA device: fp16 weights on the tensor cores"
-    flags = ", ".join(cpu.flags) or "none of " + ", ".join(("avx2", "avx512f", "avx512_bf16", "amx_tile"))
-    if cpu.native_bf16:
-        why = f"the CPU has native bf16 ({flags})"
-        if installed("openvino"):
-            return "openvino", "bf16", f"{why}: OpenVINO bf16 was the fastest measured there"
-        if installed("onnxruntime"):
-            return "onnxruntime", "int8", f"{why}, openvino is not installed: ONNX Runtime int8 is next"
-        return "torch", "bf16", f"{why}, neither openvino nor onnxruntime is installed: torch bf16"
-    why = f"no native bf16 on this CPU ({flags})"
+    flags = ", ".join(cpu.flags) or "none of avx2, avx512f, avx512_bf16, amx_tile"
     if installed("onnxruntime"):
-        return "onnxruntime", "int8", f"{why}: ONNX Runtime int8"
-    return "torch", "fp32", (f"{why} and onnxruntime is not installed (pip install 'mixformerv2[export]' for "
-                             "int8): torch fp32 on the cached path")
+        return "onnxruntime", "int8", (f"CPU flags {flags}: ONNX Runtime int8 was the fastest and steadiest per "
+                                       "frame measured")
+    if cpu.native_bf16:
+        if installed("openvino"):
+            return "openvino", "bf16", f"CPU flags {flags} (native bf16), onnxruntime not installed: OpenVINO bf16"
+        return "torch", "bf16", f"CPU flags {flags} (native bf16), onnxruntime/openvino not installed: torch bf16"
+    return "torch", "fp32", (f"CPU flags {flags}: no native bf16 and onnxruntime is not installed (pip install "
+                             "'mixformerv2[export]' for int8): torch fp32 on the cached path")
 
 
 def check_precision(backend: str, precision: str, device: torch.device, cpu: CpuInfo) -> None:

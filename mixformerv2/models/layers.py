@@ -26,6 +26,9 @@ class MixedAttention(nn.Module):
         dim: token width C.
         num_heads: number of heads (head width C / num_heads; scale head_width^-0.5).
         qkv_bias: bias on the fused qkv projection.
+
+    ``fused_attn`` (default True): ``F.scaled_dot_product_attention``; False: the explicit product (the same
+    function). ``split_qkv()``: see there.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
