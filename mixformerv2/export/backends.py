@@ -282,8 +282,8 @@ def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], b
 
     * CUDA: torch fp16.
     * CPU: ONNX Runtime int8 (int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds). On an AMX CPU shared
-      with other jobs it was the steadiest: 4.2-4.9x for S and B in every run, where OpenVINO bf16 went from 3.2x
-      (loaded) to 5.6x (idle). Without onnxruntime: OpenVINO bf16, else torch bf16 where bf16 is native, else
+      with other jobs it was the steadiest: 4.2-5.1x for S and 3.5-5.2x for B over the runs, where OpenVINO bf16
+      went from 3.2x (loaded) to 5.6x (idle). Without onnxruntime: OpenVINO bf16, else torch bf16 where bf16 is native, else
       torch fp32 on the cached path (bf16 would be emulated).
     """
     if device.type == "cuda":
