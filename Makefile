@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev,vot]'
+	$(PY) -m pip install --quiet -e '.[dev,vot,openvino]'
 	touch $(STAMP)
 
 vot-env: $(VOT_STAMP)

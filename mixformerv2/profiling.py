@@ -1,14 +1,16 @@
 """Model profiling: parameters, FLOPs (``torch.utils.flop_counter``), latency, and the machine's matmul speed.
 
 FLOPs count one multiply-add as 2 FLOPs. The CPU attention kernel is not in PyTorch's FLOP registry, so its
-count (2 matmuls: Q K^T and P V) is registered here.
+count (2 matmuls: Q K^T and P V) is registered here. ``speed_table`` compares the backends
+(``mixformerv2.export.backends``) for several models; see its docstring.
 """
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -35,9 +37,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
-                          warmup: int = 10, block: int = 10) -> dict[str, float]:
-    """Median wall time (ms) per call of each function over ``runs`` timed calls.
+def interleaved_times_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
+                         warmup: int = 10, block: int = 10) -> dict[str, list[float]]:
+    """Wall times (ms) of at least ``runs`` calls of each function.
 
     The functions take turns in blocks of ``block`` consecutive calls (the first call of each block, after the
     switch, is not timed), so each is measured in steady state, as in a tracking loop, while a change in machine
@@ -57,13 +59,22 @@ def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.de
                 fn()
                 _sync(device)
                 times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
-def matmul_benchmark(device: torch.device, size: int = 2048) -> tuple[Callable[[], object], float]:
-    """A dense fp32 ``size`` x ``size`` matmul and its FLOP count, to measure the machine's GEMM throughput."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
+                          warmup: int = 10, block: int = 10) -> dict[str, float]:
+    """Median of ``interleaved_times_ms`` per function (ms per call)."""
+    return {name: statistics.median(values)
+            for name, values in interleaved_times_ms(fns, device, runs, warmup, block).items()}
+
+
+def matmul_benchmark(device: torch.device, size: int = 2048,
+                     dtype: torch.dtype = torch.float32) -> tuple[Callable[[], object], float]:
+    """A dense ``size`` x ``size`` matmul in ``dtype`` and its FLOP count, to measure the machine's GEMM
+    throughput."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     return (lambda: a @ b), 2.0 * size ** 3
 
 
@@ -106,3 +117,226 @@ def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: in
         result["achieved_gflops_cached"] = achieved
         result["efficiency_cached"] = achieved / result["machine_gflops"]
     return result
+
+
+# ------------------------------------------------------------------------------------------------ speed table
+# table row -> (backend, precision, cached path, torch.compile)
+SPEED_VARIANTS = {
+    "torch_fp32_full": ("torch", "fp32", False, False),
+    "torch_fp32_cached": ("torch", "fp32", True, False),
+    "torch_bf16": ("torch", "bf16", True, False),
+    "torch_int8": ("torch", "int8", True, False),
+    "onnxruntime_fp32": ("onnxruntime", "fp32", True, False),
+    "onnxruntime_int8": ("onnxruntime", "int8", True, False),
+    "openvino_fp32": ("openvino", "fp32", True, False),
+    "openvino_bf16": ("openvino", "bf16", True, False),
+}
+CUDA_SPEED_VARIANTS = {  # the per-frame step at batch 1 on a GPU, compiled with CUDA graphs ("reduce-overhead")
+    "torch_fp32_full": ("torch", "fp32", False, False),
+    "torch_fp32_cached": ("torch", "fp32", True, False),
+    "torch_fp16": ("torch", "fp16", True, False),
+    "torch_bf16": ("torch", "bf16", True, False),
+    "torch_fp16_compiled": ("torch", "fp16", True, True),
+}
+BASELINE = "torch_fp32_full"  # what the official tracker computes every frame
+PAPER_GPU_FPS = {"B": 165.0}  # the paper's GPU speed (hardware unstated; probably an RTX 8000)
+
+
+def machine_info() -> dict:
+    """CPU model and flags, logical CPUs, torch threads, load average, Python and library versions."""
+    import importlib
+    import os
+    import platform
+
+    from .export.cpu import cpu_info
+    from .export.optional import is_installed
+
+    cpu = cpu_info()
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for module in ("onnxruntime", "openvino"):
+        versions[module] = importlib.import_module(module).__version__ if is_installed(module) else None
+    return {"cpu": cpu.model, "flags": list(cpu.flags), "native_bf16": cpu.native_bf16,
+            "logical_cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "versions": versions}
+
+
+def _unavailable(backend: str, precision: str, cpu, device: torch.device) -> str | None:
+    """Why a variant cannot run here (not installed, no native bf16), or None."""
+    from .export.backends import BackendError, check_precision
+    from .export.optional import is_installed
+
+    if backend != "torch" and not is_installed(backend):
+        return f"{backend} is not installed"
+    try:
+        check_precision(backend, precision, device, cpu)
+    except BackendError as err:
+        return str(err)
+    return None
+
+
+def _test_scene(seed: int) -> tuple[np.ndarray, list[float]]:
+    """A (480, 640, 3) uint8 noise frame and a target box in it: what the tracker step is timed on."""
+    frame = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return frame, [280.0, 200.0, 80.0, 60.0]
+
+
+def _tracker_step(tracker, frame: np.ndarray, box_xywh: list[float]):
+    """One ``track`` call from ``box_xywh``: the state is reset first, so that every variant crops the same region
+    (with random weights the box would wander, and the crop's cost with it)."""
+    tracker.state_xywh = list(box_xywh)
+    return tracker.track(frame)
+
+
+def _model_variants(cfg: ModelConfig, variants: dict, cpu, device: torch.device, export_dir: str, seed: int):
+    """(network and tracker-step functions per variant, skipped variant -> reason, GFLOPs full / cached)."""
+    from .config.schema import TestConfig
+    from .export.backends import build_backend
+    from .export.onnx import example_inputs, export_onnx
+    from .tracking.tracker import MixFormerV2Tracker
+
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    x = {k: v.to(device) for k, v in example_inputs(cfg, seed).items()}
+    frame, box = _test_scene(seed)
+    fns, skipped, exported = {}, {}, False
+    for name, (backend, precision, cached, compile_step) in variants.items():
+        reason = _unavailable(backend, precision, cpu, device)
+        if reason:
+            skipped[name] = reason
+            continue
+        if backend != "torch" and not exported:
+            export_onnx(model.cpu(), cfg, export_dir)
+            exported = True
+        runtime = build_backend(model, cfg, backend, precision, device, cached, cpu=cpu, compile_step=compile_step,
+                                export_dir=export_dir if backend != "torch" else None)
+        if cached:
+            cache = runtime.encode_templates(x["template"], x["online_template"])
+            fns[name] = lambda r=runtime, c=cache: r.forward_search(c, x["search"])
+        else:
+            fns[name] = lambda r=runtime: r.forward_full(x["template"], x["online_template"], x["search"])
+        tracker = MixFormerV2Tracker(runtime, TestConfig(), cfg.template_size, cfg.search_size, device,
+                                     image_mean=cfg.image_mean, image_std=cfg.image_std)
+        tracker.initialize(frame, box)
+        fns[f"{name}/tracker"] = lambda t=tracker: _tracker_step(t, frame, box)
+    model, x = model.to(device), {k: v.to(device) for k, v in x.items()}
+    with torch.inference_mode():
+        gflops_full = count_flops(lambda: model(x["template"], x["online_template"], x["search"])) / 1e9
+        cache = model.encode_templates(x["template"], x["online_template"])
+        gflops_cached = count_flops(lambda: model.forward_search(cache, x["search"])) / 1e9
+    return fns, skipped, gflops_full, gflops_cached
+
+
+@torch.inference_mode()
+def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None = None,
+                device: torch.device | str = "cpu", runs: int = 30, warmup: int = 3, block: int = 5,
+                seed: int = 0) -> dict:
+    """Per frame on this CPU (or GPU), for every model (random weights) and every variant of ``SPEED_VARIANTS``
+    (``CUDA_SPEED_VARIANTS`` on a GPU; ``variants`` names a subset) that can run here: the network alone (one ``forward_search`` against cached templates, or the full forward for
+    ``torch_fp32_full``) and the whole tracker step (crop, normalise, network, post-process: ``track``), each
+    p50/p95 in ms from interleaved rounds (``interleaved_times_ms``: every variant and the matmul peaks take turns,
+    so load changes hit all alike), FPS of the tracker step, speed-up against ``torch_fp32_full``, GFLOPs and the
+    achieved GFLOP/s against the fp32 and bf16 matmul peaks measured in the same rounds.
+
+    Returns ``{"machine": machine_info(), "auto": {...}, "models": {name: {"peak_gflops": {"fp32", "bf16"},
+    "gflops": {"full", "cached"}, "skipped": {variant: reason}, "backends": {variant: row}}}}``, a row being
+    ``{"backend", "precision", "path", "ms_p50", "ms_p95", "tracker_ms_p50", "tracker_ms_p95", "fps",
+    "speedup_vs_full", "tracker_speedup_vs_full", "gflops", "achieved_gflops", "of_fp32_peak", "of_bf16_peak"}``.
+    """
+    import tempfile
+
+    from .export.backends import choose_auto
+    from .export.cpu import cpu_info
+
+    cpu, device = cpu_info(), torch.device(device)
+    table = CUDA_SPEED_VARIANTS if device.type == "cuda" else SPEED_VARIANTS
+    unknown = sorted(set(variants or ()) - set(table))
+    if unknown:
+        raise ValueError(f"variants {unknown} are not measured on {device.type} (known: {', '.join(table)})")
+    chosen = {name: spec for name, spec in table.items() if variants is None or name in variants}
+    backend, precision, reason = choose_auto(cpu, device)
+    auto = next((n for n, spec in chosen.items() if spec == (backend, precision, True, False)), None)
+    machine = machine_info()
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    result = {"machine": machine, "device": str(device),
+              "settings": {"runs": runs, "warmup": warmup, "block": block},
+              "auto": {"backend": backend, "precision": precision, "reason": reason, "variant": auto},
+              "models": {}}
+    for model_name, cfg in models.items():
+        with tempfile.TemporaryDirectory(prefix="mixformerv2_speed_") as tmp:
+            fns, skipped, gflops_full, gflops_cached = _model_variants(cfg, chosen, cpu, device, tmp, seed)
+            peaks = {"fp32": matmul_benchmark(device)}
+            if cpu.native_bf16 or device.type == "cuda":
+                peaks["bf16"] = matmul_benchmark(device, dtype=torch.bfloat16)
+            times = interleaved_times_ms({**fns, **{f"matmul/{k}": fn for k, (fn, _) in peaks.items()}}, device,
+                                         runs, warmup, block)
+        peak = {k: flops / (statistics.median(times[f"matmul/{k}"]) * 1e-3) / 1e9 for k, (_, flops) in peaks.items()}
+        result["models"][model_name] = {
+            "config": cfg.name, "peak_gflops": {"fp32": peak["fp32"], "bf16": peak.get("bf16")},
+            "gflops": {"full": gflops_full, "cached": gflops_cached}, "skipped": skipped,
+            "backends": _rows(times, {n: spec for n, spec in chosen.items() if n in fns}, gflops_full,
+                              gflops_cached, peak)}
+        if device.type == "cuda" and model_name in PAPER_GPU_FPS:
+            result["models"][model_name]["paper_gpu_fps"] = PAPER_GPU_FPS[model_name]
+    result["machine"]["load_average_end"] = machine_info()["load_average"]
+    return result
+
+
+def _rows(times: dict[str, list[float]], variants: dict[str, tuple], gflops_full: float, gflops_cached: float,
+          peak: dict[str, float]) -> dict[str, dict]:
+    """Table rows of the ``variants`` (name -> (backend, precision, cached, compile)) from their times (ms)."""
+    rows = {}
+    for name, (backend, precision, cached, compile_step) in variants.items():
+        ms50, ms95 = np.percentile(times[name], [50, 95])
+        t50, t95 = np.percentile(times[f"{name}/tracker"], [50, 95])
+        gflops = gflops_cached if cached else gflops_full
+        achieved = gflops / (ms50 * 1e-3)
+        rows[name] = {"backend": backend, "precision": precision, "path": "cached" if cached else "full",
+                      "compiled": compile_step,
+                      "ms_p50": float(ms50), "ms_p95": float(ms95), "tracker_ms_p50": float(t50),
+                      "tracker_ms_p95": float(t95), "fps": float(1e3 / t50), "gflops": gflops,
+                      "achieved_gflops": float(achieved), "of_fp32_peak": float(achieved / peak["fp32"]),
+                      "of_bf16_peak": float(achieved / peak["bf16"]) if "bf16" in peak else None}
+    if BASELINE in rows:
+        for row in rows.values():
+            row["speedup_vs_full"] = rows[BASELINE]["ms_p50"] / row["ms_p50"]
+            row["tracker_speedup_vs_full"] = rows[BASELINE]["tracker_ms_p50"] / row["tracker_ms_p50"]
+    return rows
+
+
+def speed_markdown(result: dict, command: str | None = None) -> str:
+    """``speed_table``'s result as Markdown: the machine, then one table per model."""
+    machine = result["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    loads = [", ".join(f"{when} {'/'.join(f'{v:.1f}' for v in machine[key])}" for when, key in
+                       (("start", "load_average"), ("end", "load_average_end")) if machine.get(key))]
+    lines = [f"CPU: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX2'}); {machine['threads']} thread(s) "
+             f"of {machine['logical_cpus']} logical CPUs; load average (1/5/15 min) {loads[0] or 'n/a'}",
+             f"Versions: {versions}",
+             f"auto: {result['auto']['backend']} {result['auto']['precision']} ({result['auto']['reason']})"]
+    if command:
+        lines.insert(0, f"Command: `{command}`")
+    if machine.get("gpu"):
+        lines.insert(1, f"GPU: {machine['gpu']} (device {result['device']})")
+    for name, entry in result["models"].items():
+        peaks = entry["peak_gflops"]
+        lines += ["", f"**MixFormerV2-{name}**: {entry['gflops']['full']:.1f} GFLOPs full forward, "
+                      f"{entry['gflops']['cached']:.1f} cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
+                      + (f", {peaks['bf16']:.0f} bf16" if peaks.get("bf16") else ""), "",
+                  "| backend | precision | path | network ms p50 / p95 | tracker step ms p50 / p95 | FPS | "
+                  "× vs fp32 full (network / step) | GFLOP/s | % of fp32 / bf16 peak |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for variant, row in entry["backends"].items():
+            mark = " (auto)" if variant == result["auto"]["variant"] else ""
+            bf16 = f"{100 * row['of_bf16_peak']:.0f}" if row["of_bf16_peak"] is not None else "-"
+            path = row["path"] + (", compiled" if row.get("compiled") else "")
+            lines.append(f"| {row['backend']}{mark} | {row['precision']} | {path} | "
+                         f"{row['ms_p50']:.1f} / {row['ms_p95']:.1f} | {row['tracker_ms_p50']:.1f} / "
+                         f"{row['tracker_ms_p95']:.1f} | {row['fps']:.1f} | {row.get('speedup_vs_full', 0):.2f} / "
+                         f"{row.get('tracker_speedup_vs_full', 0):.2f} | {row['achieved_gflops']:.0f} | "
+                         f"{100 * row['of_fp32_peak']:.0f} / {bf16} |")
+        if entry.get("paper_gpu_fps"):
+            lines.append(f"\nThe paper: {entry['paper_gpu_fps']:.0f} FPS on a GPU (hardware not stated).")
+        for variant, why in entry["skipped"].items():
+            lines.append(f"\n{variant} not measured: {why}")
+    return "\n".join(lines) + "\n"

@@ -80,7 +80,8 @@ def test_tool_writes_results_and_run_json(setup, tmp_path):
     assert manifest["checkpoint_sha256"] == sha256_file(setup["ckpt"][0])
     assert manifest["settings"]["search_factor"] == 4.0 and manifest["settings"]["update_interval"] == 4
     assert manifest["settings"]["online_size"] == 1 and manifest["settings"]["dataset"] == "lasot"
-    assert manifest["tracker"] == {"forward_path": "cached"} and manifest["box_rule"] == "truncate_int"
+    assert manifest["tracker"] == {"forward_path": "cached", "backend": "torch", "precision": "fp32"}
+    assert manifest["box_rule"] == "truncate_int"
     assert manifest["code_version"]["package"] == "0.1.0"
     assert manifest["config"]["model"]["embed_dim"] == 64
     assert not list(out.glob(".*"))  # no temporary files left

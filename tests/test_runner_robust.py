@@ -126,7 +126,9 @@ def test_run_json_records_the_forward_path_the_tracker_reports(tiny, tmp_path):
     summary = run_sequences(lambda: EchoTracker("full"), tiny["sequences"][:1], tmp_path, _manifest("a" * 64),
                             progress=False)
     assert summary.ok
-    assert json.loads((tmp_path / "run.json").read_text())["tracker"] == {"forward_path": "full"}
+    assert json.loads((tmp_path / "run.json").read_text())["tracker"] == {"forward_path": "full",
+                                                                           "backend": "unknown",
+                                                                           "precision": "unknown"}
     with pytest.raises(RunMismatchError, match="tracker.forward_path: 'full' .* vs 'cached'"):
         run_sequences(EchoTracker, tiny["sequences"], tmp_path, _manifest("a" * 64), progress=False)
 
@@ -148,7 +150,7 @@ def test_run_benchmark_records_the_full_forward_of_a_teacher(tmp_path):
     summary = run_benchmark(cfg, None, [seq], "lasot", results_root=tmp_path, device="cpu", progress=False)
     assert summary.ok
     manifest = json.loads((tmp_path / "default" / "lasot" / "run.json").read_text())
-    assert manifest["tracker"] == {"forward_path": "full"}
+    assert manifest["tracker"] == {"forward_path": "full", "backend": "torch", "precision": "fp32"}
     with pytest.raises(TrackerSetupError, match="MixViT has none"):
         run_benchmark(cfg, None, [seq], "lasot", results_root=tmp_path / "other", device="cpu", cached=True,
                       progress=False)

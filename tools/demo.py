@@ -23,7 +23,7 @@ from mixformerv2.boxes import check_box_xywh
 from mixformerv2.config import load_config
 from mixformerv2.data.sequence import read_frame_rgb
 from mixformerv2.tracking.tracker import build_tracker
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import add_backend_args, add_config_args, add_device_arg, cli_main, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
@@ -44,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="demo_out.mp4", help="annotated video to write (mp4v)")
     p.add_argument("--csv", default=None, help="per-frame boxes and scores (default: --out with .csv)")
     add_device_arg(p)
+    add_backend_args(p)
     p.add_argument("--dataset", default=None, help="use this benchmark's tracker settings from the config")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the video's, or 30)")
     p.add_argument("--no-cache", action="store_true", help="full forward every frame")
@@ -136,7 +137,10 @@ def main(argv=None) -> int:
     fps = args.fps or video_fps or 30.0
     cfg = load_config(args.config, args.overrides)
     tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset,
-                            cached=False if args.no_cache else None)
+                            cached=False if args.no_cache else None, backend=args.backend,
+                            precision=args.precision, export_dir=args.export_dir,
+                            compile_step=args.compile)
+    logger.info("network: %s %s, %s path", tracker.backend, tracker.precision, tracker.forward_path)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")

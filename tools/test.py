@@ -3,13 +3,15 @@
     python tools/test.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \
         --dataset lasot --root data/lasot --workers 2
 
+    python tools/test.py ... --backend auto     # the fastest backend and precision for this CPU (logged)
+
 Results go to ``<results>/<run>/<dataset>/`` (boxes at full precision, per-frame times, run.json); a re-run resumes,
-and refuses a folder whose results were made with another checkpoint or other settings. ``run.json`` records what
-ran (cached or full forward) and the box rule: ``tools/analyze.py`` and ``tools/pack.py`` truncate these boxes
-toward zero by default, as the official runner's ``astype(int)`` files were. Exit status: 0 done, 1 some sequences
-failed (each is named with its error; the others finish) or a worker process died, 2 bad config, dataset,
-checkpoint or device (the tracker cannot be built) or a results folder of another run (one line on stderr;
-``--debug`` shows the traceback).
+and refuses a folder whose results were made with another checkpoint, other settings, backend or precision.
+``run.json`` records what ran (cached or full forward, backend, precision) and the box rule: ``tools/analyze.py``
+and ``tools/pack.py`` truncate these boxes toward zero by default, as the official runner's ``astype(int)`` files
+were. Exit status: 0 done, 1 some sequences failed (each is named with its error; the others finish) or a worker
+process died, 2 bad config, dataset, checkpoint, device or backend (the tracker cannot be built) or a results
+folder of another run (one line on stderr; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mixformerv2.config import load_config, shadowed_overrides
 from mixformerv2.tracking.runner import WorkerDiedError, run_benchmark, settings_key
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import add_backend_args, add_config_args, add_device_arg, cli_main, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import setup_logging
 
@@ -40,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequence names")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (each builds the model)")
     add_device_arg(p)
+    add_backend_args(p)
     p.add_argument("--results", default="results", help="results root folder")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--no-cache", action="store_true",
@@ -91,7 +94,9 @@ def main(argv=None) -> int:
             summary = run_benchmark(cfg, args.checkpoint, sequences, key, results_root=args.results,
                                     run_name=args.run or Path(args.config).stem, device=device,
                                     workers=args.workers, cached=False if args.no_cache else None,
-                                    progress=not args.no_progress, folder=folder)
+                                    progress=not args.no_progress, folder=folder, backend=args.backend,
+                                    precision=args.precision, export_dir=args.export_dir,
+                                    compile_step=args.compile)
     except WorkerDiedError as err:
         logger.error("%s", err)
         return 1

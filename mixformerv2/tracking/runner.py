@@ -6,7 +6,8 @@ Layout of one run (``results_dir = <results>/<run>/<dataset>``):
   precision (shortest round-trip text of each float64: never rounded);
 * ``<sequence>_time.txt``: seconds per frame of the tracker call (frame 0 = ``initialize``), image reading excluded;
 * ``run.json``: resolved config, checkpoint SHA-256, code version, tracker settings, what the tracker really ran
-  (``tracker.forward_path``: ``cached`` or ``full``) and ``box_rule``.
+  (``tracker``: ``forward_path`` ``cached`` or ``full``, ``backend`` ``torch``/``onnxruntime``/``openvino`` and
+  ``precision`` ``fp32``/``bf16``/``fp16``/``int8``) and ``box_rule``.
 
 ``box_rule`` is ``truncate_int``: the official runner saves ``astype(int)`` boxes and the published numbers come from
 those, so ``evaluation/results.py`` and ``evaluation/packing.py`` score and pack our files truncated toward zero by
@@ -15,7 +16,7 @@ default (full precision on request), while the files keep every digit.
 ``run.json`` is written once the tracker is built (so a run that cannot start leaves nothing behind), before any
 result. Every file is written atomically, the box file last, so a killed run leaves only complete sequences. A
 re-run of the same folder skips the complete sequences, but only when ``run.json`` matches; a different checkpoint,
-model, setting or forward path raises ``RunMismatchError`` instead of mixing results. Only results that exist lock
+model, setting, forward path, backend or precision raises ``RunMismatchError`` instead of mixing results. Only results that exist lock
 a folder: a ``run.json`` beside no box file is replaced by the next run's.
 """
 from __future__ import annotations
@@ -153,9 +154,9 @@ def run_settings(test_cfg: TestConfig, dataset: str) -> dict:
 
 
 def describe_tracker(tracker) -> dict:
-    """What a built tracker really runs, as it reports it: ``{"forward_path": "cached" | "full"}`` (``"unknown"``
-    for a tracker that does not say)."""
-    return {"forward_path": getattr(tracker, "forward_path", "unknown")}
+    """What a built tracker really runs, as it reports it: ``{"forward_path": "cached" | "full", "backend": ...,
+    "precision": ...}`` (``"unknown"`` for what a tracker does not say)."""
+    return {key: getattr(tracker, key, "unknown") for key in ("forward_path", "backend", "precision")}
 
 
 def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str,
@@ -350,17 +351,20 @@ def settings_key(cfg: Config, dataset: str, split: str | None = None) -> str:
 def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterable[Sequence], dataset: str,
                   results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
                   workers: int = 1, cached: bool | None = None, progress: bool = True,
-                  folder: str | None = None) -> RunSummary:
+                  folder: str | None = None, backend: str = "torch", precision: str | None = None,
+                  export_dir: str | Path | None = None, compile_step: bool = False) -> RunSummary:
     """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
     ``<results_root>/<run_name>/<folder or dataset>/``; each worker builds the tracker once with
     ``build_tracker``.
 
     cached: ``None`` uses the cached template path where the model has one, ``True`` requires it (a model without
-    one is refused with ``TrackerSetupError``), ``False`` runs the full forward. ``run.json`` records what ran.
+    one is refused with ``TrackerSetupError``), ``False`` runs the full forward. backend, precision, export_dir,
+    compile_step: see ``build_tracker``. ``run.json`` records what ran.
     """
     device = device or default_device()
     manifest = make_manifest(cfg, checkpoint, dataset)
     manifest.update(results_folder=folder or dataset, device=str(device))
-    factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached)
+    factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached, backend, precision,
+                      None if export_dir is None else str(export_dir), compile_step)
     results_dir = Path(results_root) / run_name / (folder or dataset)
     return run_sequences(factory, sequences, results_dir, manifest, workers=workers, progress=progress)

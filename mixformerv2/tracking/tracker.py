@@ -26,8 +26,10 @@ from torch import nn
 from ..boxes import check_box_xywh, clip_box_xywh, xyxy_to_cxcywh
 from ..config import Config, TestConfig
 from ..crop import Crop, box_from_crop, crop_square_xywh
+from ..export.backends import BackendError, TorchBackend, build_backend
 from ..imaging import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 from ..utils.device import default_device
+from ..utils.io import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +50,24 @@ class MixFormerV2Tracker:
     """Online MixFormerV2 tracker.
 
     Args:
-        model: a MixFormerV2 network with ``forward(template, online_template, search)``, ``encode_templates`` and
+        model: the network, run by a backend of ``mixformerv2.export.backends``: an ``nn.Module`` (run by PyTorch
+            in fp32) or a backend from ``build_backend`` (PyTorch at another precision, ONNX Runtime, OpenVINO).
+            The network has ``forward(template, online_template, search)``, ``encode_templates`` and
             ``forward_search`` returning an object with ``box_xyxy_norm (B, 4)`` and ``score_logit (B,)`` or None.
         test_cfg: tracker settings, already specialised to the benchmark (``cfg.test.for_dataset(name)``).
         template_size: template crop side in pixels (the network's template input).
         search_size: search crop side in pixels (the network's search input).
-        device: where the network runs; the model is moved there.
-        cached: encode the templates once per online-template change (``encode_templates``/``forward_search``)
-            instead of running the full forward every frame; both give the same boxes up to float rounding.
-            ``None``: the cached path where the model has one; ``True`` on a model without one raises
-            ``ValueError``. ``forward_path`` says what runs.
+        device: where the crops go and an ``nn.Module`` runs (it is moved there); a backend keeps its own device.
+        cached: for an ``nn.Module``: encode the templates once per online-template change
+            (``encode_templates``/``forward_search``) instead of running the full forward every frame; both give
+            the same boxes up to float rounding. ``None``: the cached path where the model has one; ``True`` on a
+            model without one raises ``ValueError``. For a backend, its own ``cached`` decides. ``forward_path``,
+            ``backend`` and ``precision`` say what runs.
         image_mean, image_std: RGB normalisation of the crops, the one the weights were trained with
             (``cfg.model.image_mean``/``image_std``; ``build_tracker`` passes them).
     """
 
-    def __init__(self, model: nn.Module, test_cfg: TestConfig, template_size: int, search_size: int,
+    def __init__(self, model, test_cfg: TestConfig, template_size: int, search_size: int,
                  device: torch.device | str = "cpu", cached: bool | None = None,
                  image_mean: tuple[float, ...] = IMAGENET_MEAN, image_std: tuple[float, ...] = IMAGENET_STD):
         if test_cfg.online_size < 1:
@@ -74,13 +79,27 @@ class MixFormerV2Tracker:
         self.search_size = int(search_size)
         self.device = torch.device(device)
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
-        has_cache = hasattr(model, "encode_templates")
-        if cached and not has_cache:
-            raise ValueError(f"the cached template path was asked for, but {type(model).__name__} has none (no "
-                             "encode_templates); track with the full forward (--no-cache)")
-        self.cached = has_cache if cached is None else bool(cached)
-        self.model = model.to(self.device).eval()
+        if isinstance(model, nn.Module):
+            model = TorchBackend(model, "fp32", self.device, cached)
+        elif cached is not None and bool(cached) != model.cached:
+            raise ValueError(f"cached={cached}: the {model.backend} backend was built with cached={model.cached}")
+        self.network = model
+        self.model = getattr(model, "model", None)  # the torch module of a torch backend (None for the others)
         self._reset_state()
+
+    @property
+    def cached(self) -> bool:
+        return self.network.cached
+
+    @property
+    def backend(self) -> str:
+        """``torch``, ``onnxruntime`` or ``openvino``."""
+        return self.network.backend
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``bf16``, ``fp16`` or ``int8``."""
+        return self.network.precision
 
     def _reset_state(self) -> None:
         self.frame_id = 0
@@ -114,13 +133,13 @@ class MixFormerV2Tracker:
 
     def _encode(self) -> None:
         if self.cached:
-            self._cache = self.model.encode_templates(self.template, self._online_input())
+            self._cache = self.network.encode_templates(self.template, self._online_input())
         self.num_template_sets += 1
 
     def _network(self, search: torch.Tensor):
         if self.cached:
-            return self.model.forward_search(self._cache, search)
-        return self.model(self.template, self._online_input(), search)
+            return self.network.forward_search(self._cache, search)
+        return self.network.forward_full(self.template, self._online_input(), search)
 
     # ------------------------------------------------------------------------------------------------- API
     @torch.inference_mode()
@@ -178,13 +197,17 @@ class MixFormerV2Tracker:
 
 
 def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.device | str | None = None,
-                  dataset: str | None = None, cached: bool | None = None) -> MixFormerV2Tracker:
+                  dataset: str | None = None, cached: bool | None = None, backend: str = "torch",
+                  precision: str | None = None, export_dir: str | Path | None = None,
+                  compile_step: bool = False) -> MixFormerV2Tracker:
     """Build the network from ``cfg.model``, load ``checkpoint`` strictly and wrap it in a tracker.
 
     ``dataset`` selects the per-benchmark settings of ``cfg.test`` (``cfg.test.for_dataset``: the benchmark's entry
     wins over the ``test`` defaults). Crops are normalised with ``cfg.model.image_mean``/``image_std``.
     ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only). ``cached``: see
-    ``MixFormerV2Tracker``.
+    ``MixFormerV2Tracker``. ``backend``, ``precision``, ``export_dir`` (graphs of ``tools/export.py``, checked
+    against this config and checkpoint) and ``compile_step``: see ``mixformerv2.export.backends.build_backend``
+    (``backend="auto"`` picks backend and precision for this machine and logs why).
     """
     from ..models import build_model, load_checkpoint
 
@@ -193,6 +216,17 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
         load_checkpoint(model, checkpoint)
     else:
         logger.warning("no checkpoint given: tracking with randomly initialised weights")
-    return MixFormerV2Tracker(model, cfg.test.for_dataset(dataset), cfg.model.template_size,
-                              cfg.model.search_size, device=device or default_device(), cached=cached,
+    online_size = cfg.test.for_dataset(dataset).online_size
+    if online_size > 1 and backend == "auto":
+        backend = "torch"  # the exported graphs take one online template
+        logger.info("--backend auto: torch (test.online_size %d > 1: the exported graphs take one)", online_size)
+    elif online_size > 1 and backend != "torch":
+        raise BackendError(f"--backend {backend}: the exported graphs take one online template, the config has "
+                           f"test.online_size {online_size}; use --backend torch")
+    device = torch.device(device or default_device())
+    network = build_backend(model, cfg.model, backend, precision, device, cached,
+                            export_dir=export_dir, compile_step=compile_step,
+                            checkpoint_sha256=sha256_file(checkpoint) if export_dir and checkpoint else None)
+    return MixFormerV2Tracker(network, cfg.test.for_dataset(dataset), cfg.model.template_size,
+                              cfg.model.search_size, device=device,
                               image_mean=cfg.model.image_mean, image_std=cfg.model.image_std)

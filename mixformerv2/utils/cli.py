@@ -114,3 +114,19 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
 
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--precision``, ``--export-dir`` and ``--compile``: how the tracker's network runs (see
+    ``mixformerv2.export.backends.build_backend``)."""
+    parser.add_argument("--backend", default="torch", choices=("auto", "torch", "onnxruntime", "openvino"),
+                        help="what runs the network (default torch); auto picks backend and precision for this "
+                             "machine and logs why; onnxruntime needs the 'export' extra, openvino the 'openvino' one")
+    parser.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16", "int8"),
+                        help="default fp32. bf16: CPUs with AVX-512_BF16/AMX, or CUDA; fp16: CUDA; int8: dynamic "
+                             "quantisation (torch, onnxruntime). run.json records backend and precision")
+    parser.add_argument("--export-dir", default=None, metavar="DIR",
+                        help="ONNX graphs written by tools/export.py for this config and checkpoint (onnxruntime, "
+                             "openvino; default: export them at start)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the per-frame step (torch backend; CUDA graphs on a GPU)")

@@ -1,0 +1,366 @@
+"""The runtimes that run the tracker's network: PyTorch, ONNX Runtime and OpenVINO, at fp32, bf16, fp16 or int8.
+
+Every backend offers what the tracker calls:
+
+* ``encode_templates(template, online) -> cache``: once per template update (the cache is opaque to the caller);
+* ``forward_search(cache, search) -> output`` with ``box_xyxy_norm (1, 4)`` float32 and ``score_logit (1,)`` or
+  None: every frame;
+* ``forward_full(template, online, search)`` (PyTorch only): the full forward, templates included;
+
+and the attributes ``backend``, ``precision`` and ``cached`` that ``run.json`` records. Inputs are normalised RGB
+tensors (1, 3, H, W) float32 on the backend's device.
+
+Precisions (each an explicit choice; ``auto`` picks one, see ``choose_auto``):
+
+* ``torch``: ``fp32``; ``bf16`` (CPU with native bf16, or CUDA) and ``fp16`` (CUDA): a copy whose backbone holds
+  the weights in that type (autocast would convert every weight on every frame); the heads stay fp32. On the CPU
+  the attention is the explicit softmax(q k^T) v, faster there in bf16 than the fused kernel;
+  ``int8``: dynamic quantisation of the backbone's linear layers (``torch.ao``; the cached path gets its own
+  q and kv layers first, ``MixedAttention.split_qkv``). ``compile_step=True`` wraps the per-frame step in
+  ``torch.compile`` (with CUDA graphs on a GPU).
+* ``onnxruntime``: ``fp32``; ``int8``: the per-frame graph with dynamically quantised matrix products
+  (``onnxruntime.quantization.quantize_dynamic``, int8 weights per output channel; the heads stay fp32); the
+  template encoder stays fp32, it runs once per template update.
+* ``openvino``: ``fp32`` and ``bf16`` (its inference precision; native bf16 CPUs only).
+
+The graphs of the ONNX backends come from an export folder (``tools/export.py``, verified against the model config
+and checkpoint) or are exported when the backend is built.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config.schema import ModelConfig
+from ..models.layers import MixedAttention
+from ..models.mixformer import MixFormerV2
+from ..utils.errors import UserError
+from .cpu import CpuInfo, cpu_info
+from .onnx import ENCODER, STEP, export_onnx, graph_path, ort_session, read_export
+from .optional import import_optional, is_installed
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = {"torch": ("fp32", "bf16", "fp16", "int8"), "onnxruntime": ("fp32", "int8"),
+              "openvino": ("fp32", "bf16")}
+_HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class BackendError(UserError):
+    """A backend or precision that cannot run here (unknown, unsupported on this device or CPU, wrong model)."""
+
+
+@dataclass
+class StepOutput:
+    """One frame's network output: box_xyxy_norm (1, 4) float32 in search-crop units, score_logit (1,) or None,
+    side_logits (1, 4, num_bins)."""
+
+    box_xyxy_norm: torch.Tensor
+    score_logit: torch.Tensor | None
+    side_logits: torch.Tensor
+
+
+def _as_list(online) -> list[torch.Tensor]:
+    return [online] if isinstance(online, torch.Tensor) else list(online)
+
+
+# ---------------------------------------------------------------------------------------------------- torch
+def _attention_layers(model: nn.Module) -> list[MixedAttention]:
+    return [m for m in model.modules() if isinstance(m, MixedAttention)]
+
+
+def quantize_dynamic_int8(model: MixFormerV2) -> MixFormerV2:
+    """A copy of ``model`` whose backbone linear layers are dynamically quantised to int8 (weights per tensor,
+    activations per call); the heads stay fp32. The cached path keeps working (``split_qkv``)."""
+    deploy = copy.deepcopy(model).cpu().eval()
+    for attn in _attention_layers(deploy):
+        attn.split_qkv()
+    with warnings.catch_warnings():  # torch.ao announces its move to torchao on every call
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        deploy.backbone = torch.ao.quantization.quantize_dynamic(deploy.backbone, {nn.Linear}, dtype=torch.qint8)
+    return deploy
+
+
+def half_copy(model: MixFormerV2, precision: str, device: torch.device) -> MixFormerV2:
+    """A copy of ``model`` on ``device`` whose backbone holds bf16 or fp16 weights (heads fp32); on the CPU its
+    attention is the explicit product (``MixedAttention.fused_attn = False``)."""
+    deploy = copy.deepcopy(model).to(device).eval()
+    deploy.backbone.to(_HALF[precision])
+    if device.type == "cpu":
+        for attn in _attention_layers(deploy):
+            attn.fused_attn = False
+    return deploy
+
+
+class TorchBackend:
+    """The network in PyTorch.
+
+    Args:
+        model: the network (any module with the tracker's calls for fp32; a ``MixFormerV2`` for the others).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see the module doc).
+        device: where it runs. cached: as ``MixFormerV2Tracker`` (None: the cached path where the model has one).
+        compile_step: ``torch.compile`` the per-frame step (``reduce-overhead``, i.e. CUDA graphs, on a GPU).
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu",
+                 cached: bool | None = None, compile_step: bool = False):
+        self.device = torch.device(device)
+        has_cache = hasattr(model, "encode_templates")
+        if cached and not has_cache:
+            raise ValueError(f"the cached template path was asked for, but {type(model).__name__} has none (no "
+                             "encode_templates); track with the full forward (--no-cache)")
+        self.cached = has_cache if cached is None else bool(cached)
+        self.precision = precision
+        self._dtype = _HALF.get(precision)
+        model = model.to(self.device).eval()
+        if precision != "fp32" and not isinstance(model, MixFormerV2):
+            raise BackendError(f"precision {precision}: needs the mixformerv2 student, not {type(model).__name__}")
+        if precision == "int8":
+            if self.device.type != "cpu":
+                raise BackendError("precision int8 (dynamic quantisation) runs on the CPU only; use --device cpu")
+            model = quantize_dynamic_int8(model)
+        elif self._dtype is not None:
+            model = half_copy(model, precision, self.device)
+        self.model = model
+        self.compiled = compile_step
+        self._step = self._search
+        if compile_step:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._step = torch.compile(self._search, mode=mode, dynamic=False)
+
+    def encode_templates(self, template: torch.Tensor, online):
+        if self._dtype is None:
+            return self.model.encode_templates(template, online)
+        return self.model.backbone.encode_templates(template.to(self._dtype),
+                                                    [o.to(self._dtype) for o in _as_list(online)])
+
+    def _search(self, cache, search: torch.Tensor):
+        if self._dtype is None:
+            return self.model.forward_search(cache, search)
+        tokens = self.model.backbone.forward_search(cache, search.to(self._dtype), num_outputs=4)
+        return self.model.forward_head(tokens.float())
+
+    def forward_search(self, cache, search: torch.Tensor):
+        return self._step(cache, search)
+
+    def forward_full(self, template: torch.Tensor, online, search: torch.Tensor):
+        if self._dtype is None:
+            return self.model(template, online, search)
+        x, _ = self.model.backbone.forward_features(template.to(self._dtype),
+                                                    [o.to(self._dtype) for o in _as_list(online)],
+                                                    search.to(self._dtype))
+        return self.model.forward_head(x[:, -4:].float())
+
+
+# ----------------------------------------------------------------------------------------------- ONNX based
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+def _single_online(online) -> torch.Tensor:
+    online = _as_list(online)
+    if len(online) != 1:
+        raise BackendError(f"the ONNX graphs take one online template, the tracker gave {len(online)} "
+                           "(test.online_size > 1 runs on --backend torch)")
+    return online[0]
+
+
+def _step_output(outputs: dict[str, np.ndarray]) -> StepOutput:
+    score = outputs.get("score_logit")
+    return StepOutput(torch.from_numpy(np.array(outputs["box_xyxy_norm"])),
+                      None if score is None else torch.from_numpy(np.array(score)),
+                      torch.from_numpy(np.array(outputs["side_logits"])))
+
+
+class OnnxRuntimeBackend:
+    """Both graphs in ONNX Runtime (CPU). encoder_path, step_path: the graph files (``step_path`` already quantised
+    for int8: ``quantize_onnx_int8``); precision: what they compute, as ``run.json`` records it; threads: intra-op
+    threads (default: torch's thread count)."""
+
+    backend = "onnxruntime"
+    cached = True
+
+    def __init__(self, encoder_path: str | Path, step_path: str | Path, precision: str = "fp32",
+                 threads: int | None = None):
+        self.precision = precision
+        self._encoder = ort_session(encoder_path, threads)
+        self._step = ort_session(step_path, threads)
+        self._outputs = [o.name for o in self._step.get_outputs()]
+
+    def encode_templates(self, template: torch.Tensor, online) -> np.ndarray:
+        feed = {"template": _numpy(template), "online_template": _numpy(_single_online(online))}
+        return self._encoder.run(None, feed)[0]
+
+    def forward_search(self, cache: np.ndarray, search: torch.Tensor) -> StepOutput:
+        outputs = self._step.run(None, {"search": _numpy(search), "template_kv": cache})
+        return _step_output(dict(zip(self._outputs, outputs)))
+
+
+class OpenVinoBackend:
+    """Both graphs in OpenVINO on the CPU at inference precision fp32 or bf16."""
+
+    backend = "openvino"
+    cached = True
+
+    def __init__(self, encoder_path: str | Path, step_path: str | Path, precision: str = "fp32",
+                 threads: int | None = None):
+        ov = import_optional("openvino")
+        self.precision = precision
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+                  "ENABLE_CPU_PINNING": False}
+        self._encoder = core.compile_model(core.read_model(str(encoder_path)), "CPU", config).create_infer_request()
+        step = core.compile_model(core.read_model(str(step_path)), "CPU", config)
+        self._outputs = [o.get_any_name() for o in step.outputs]
+        self._step = step.create_infer_request()
+
+    def encode_templates(self, template: torch.Tensor, online) -> np.ndarray:
+        feed = {"template": _numpy(template), "online_template": _numpy(_single_online(online))}
+        return np.array(self._encoder.infer(feed)["template_kv"])  # a copy: the request reuses its buffers
+
+    def forward_search(self, cache: np.ndarray, search: torch.Tensor) -> StepOutput:
+        result = self._step.infer({"search": _numpy(search), "template_kv": cache})
+        return _step_output({name: result[name] for name in self._outputs})
+
+
+# ---------------------------------------------------------------------------------------------- building
+class _QuietQuantizer(logging.Filter):
+    """Drops the records that ``onnxruntime.quantization`` logs on the root logger: one INFO line per tensor, and a
+    suggestion to pre-process the graph first (measured on MixFormerV2-S: same outputs, same speed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
+
+
+def _head_products(path: str | Path) -> list[str]:
+    """Names of the matrix products of a graph that stay fp32: the heads' (their scope names the module, e.g.
+    ``/box_head/...``), which see 4 tokens, and products with a constant that is not a matrix (the box decoding).
+    ONNX Runtime's quantiser rewrites each Gemm as ``<name>_MatMul`` + ``<name>_Add`` first: both names are listed."""
+    onnx = import_optional("onnx")
+    graph = onnx.load(str(path)).graph
+    shapes = {init.name: len(init.dims) for init in graph.initializer}
+    names = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and (
+        "_head/" in node.name or any(shapes.get(name, 2) != 2 for name in node.input[1:2]))]
+    return names + [f"{name}_MatMul" for name in names]
+
+
+def quantize_onnx_int8(path: str | Path, out_path: str | Path) -> Path:
+    """Dynamic int8 quantisation of a graph's matrix products with ONNX Runtime: int8 weights with one scale per
+    output channel, activations quantised per call; the heads stay fp32 (``_head_products``)."""
+    import_optional("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet, root = _QuietQuantizer(), logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=_head_products(path))
+    finally:
+        root.removeFilter(quiet)
+    return Path(out_path)
+
+
+def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] = is_installed
+                ) -> tuple[str, str, str]:
+    """(backend, precision, reason) that ``auto`` picks for ``cpu`` / ``device`` among the installed backends.
+
+    The order follows the README's speed table (per frame, against the fp32 full forward, interleaved in one run):
+
+    * CUDA: torch fp16.
+    * CPU: ONNX Runtime int8 (int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds). On an AMX CPU shared
+      with other jobs it was the steadiest: 4.2-5.1x for S and 3.5-5.2x for B over the runs, where OpenVINO bf16
+      went from 3.2x (loaded) to 5.6x (idle). Without onnxruntime: OpenVINO bf16, else torch bf16 where bf16 is native, else
+      torch fp32 on the cached path (bf16 would be emulated).
+    """
+    if device.type == "cuda":
+        return "torch", "fp16", "CUDA device: fp16 weights on the tensor cores"
+    flags = ", ".join(cpu.flags) or "none of avx2, avx512f, avx512_bf16, amx_tile"
+    if installed("onnxruntime"):
+        return "onnxruntime", "int8", (f"CPU flags {flags}: ONNX Runtime int8 was the fastest and steadiest per "
+                                       "frame measured")
+    if cpu.native_bf16:
+        if installed("openvino"):
+            return "openvino", "bf16", f"CPU flags {flags} (native bf16), onnxruntime not installed: OpenVINO bf16"
+        return "torch", "bf16", f"CPU flags {flags} (native bf16), onnxruntime/openvino not installed: torch bf16"
+    return "torch", "fp32", (f"CPU flags {flags}: no native bf16 and onnxruntime is not installed (pip install "
+                             "'mixformerv2[export]' for int8): torch fp32 on the cached path")
+
+
+def check_precision(backend: str, precision: str, device: torch.device, cpu: CpuInfo) -> None:
+    """``BackendError`` for an unknown backend or precision, or one this device or CPU cannot run well."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (known: auto, {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS[backend]:
+        raise BackendError(f"--backend {backend} has no precision {precision!r} (it has: "
+                           f"{', '.join(PRECISIONS[backend])})")
+    if backend != "torch" and device.type != "cpu":
+        raise BackendError(f"--backend {backend} runs on the CPU; use --device cpu (or --backend torch)")
+    if device.type == "cpu" and precision == "fp16":
+        raise BackendError("precision fp16 is for CUDA devices; on the CPU use bf16 (native bf16 CPUs) or int8")
+    if device.type == "cpu" and precision == "bf16" and not cpu.native_bf16:
+        raise BackendError(f"precision bf16: this CPU has no native bf16 (AVX-512_BF16 or AMX; it has "
+                           f"{', '.join(cpu.flags) or 'neither'}), where bf16 is emulated and slower than fp32 "
+                           "(401 ms against 64 ms measured on AVX2); use fp32 or int8")
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise BackendError("precision bf16: this GPU has no bf16; use fp16")
+
+
+def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", precision: str | None = None,
+                  device: torch.device | str = "cpu", cached: bool | None = None,
+                  export_dir: str | Path | None = None, checkpoint_sha256: str | None = None,
+                  threads: int | None = None, compile_step: bool = False, cpu: CpuInfo | None = None):
+    """The backend that runs ``model`` (built from ``cfg``, weights loaded) for the tracker.
+
+    backend: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (which chooses the precision too and logs why;
+    ``choose_auto``). precision: default ``fp32``. export_dir: graphs of ``tools/export.py`` for the ONNX backends, verified against ``cfg`` and
+    ``checkpoint_sha256``; without it the graphs are exported now (a few seconds). threads: the ONNX backends'
+    threads (default: torch's). compile_step: see ``TorchBackend``. Raises ``BackendError`` (or ``MissingBackendError``, naming the extra to install).
+    """
+    device = torch.device(device)
+    cpu = cpu or cpu_info()
+    if backend == "auto":
+        if precision is not None:
+            raise BackendError(f"--backend auto chooses the precision itself; drop --precision {precision} or "
+                               "name a backend")
+        backend, precision, reason = choose_auto(cpu, device)
+        if backend != "torch" and cached is False:
+            backend, precision, reason = "torch", "fp32", "the full forward (--no-cache) runs on torch only"
+        logger.info("--backend auto: %s %s (%s)", backend, precision, reason)
+    precision = precision or "fp32"
+    check_precision(backend, precision, device, cpu)
+    if backend == "torch":
+        return TorchBackend(model, precision, device, cached, compile_step)
+    if cached is False:
+        raise BackendError(f"--backend {backend} runs the cached template path only (the exported graphs); drop "
+                           "--no-cache or use --backend torch")
+    import_optional(backend)
+    with tempfile.TemporaryDirectory(prefix="mixformerv2_onnx_") as tmp:
+        if export_dir is None:
+            export_onnx(model, cfg, tmp)
+            export_dir = tmp
+        manifest = read_export(export_dir, cfg, checkpoint_sha256)
+        encoder, step = graph_path(export_dir, manifest, ENCODER), graph_path(export_dir, manifest, STEP)
+        if backend == "onnxruntime" and precision == "int8":
+            step = quantize_onnx_int8(step, Path(tmp) / "search_step.int8.onnx")
+        runtime = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}[backend]
+        return runtime(encoder, step, precision, threads)  # graphs are loaded before the folder goes
+
+
+def describe_backend(runtime) -> dict:
+    """``{"backend", "precision"}`` of a backend, as ``run.json`` records them."""
+    return {"backend": getattr(runtime, "backend", "torch"), "precision": getattr(runtime, "precision", "fp32")}
+

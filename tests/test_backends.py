@@ -1,0 +1,293 @@
+"""Backends: quantisation composes with the cached path, bf16 where native only, auto's choice, trackers on every
+backend agreeing on the synthetic benchmark, run.json naming backend and precision, one-line errors."""
+import copy
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixformerv2.config import Config
+from mixformerv2.config import TestConfig as TrackerSettings
+from mixformerv2.data.synthetic import generate_all
+from mixformerv2.data.registry import get_dataset
+from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_precision, choose_auto,
+                                         quantize_dynamic_int8, quantize_onnx_int8)
+from mixformerv2.export.cpu import CpuInfo, parse_cpuinfo
+from mixformerv2.export.onnx import example_inputs, export_onnx
+from mixformerv2.export.optional import is_installed
+from mixformerv2.models import build_model
+from mixformerv2.tracking.compare import Variant, compare_backends
+from mixformerv2.tracking.tracker import MixFormerV2Tracker
+from model_fixtures import TINY, write_tiny_model_files
+
+REPO = Path(__file__).resolve().parents[1]
+AMX = CpuInfo("test CPU with AMX", ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"))
+AVX2 = CpuInfo("test CPU, AVX2 only", ("avx2",))
+CPU = torch.device("cpu")
+needs_ort = pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime is not installed (export extra)")
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+def assert_one_error_line(stderr: str, needle: str) -> None:
+    """stderr holds exactly one ``test.py: error: ...`` line, naming ``needle``, and no traceback."""
+    errors = [line for line in stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("test.py: error: ") and needle in errors[0], stderr
+    assert "Traceback" not in stderr
+
+
+def _outputs(run, x):
+    with torch.inference_mode():
+        return run.forward_search(run.encode_templates(x["template"], x["online_template"]), x["search"])
+
+
+# ----------------------------------------------------------------------------------------------- layers
+def test_split_qkv_and_the_explicit_attention_compute_the_same_function(tiny_model):
+    x = example_inputs(TINY)
+    reference = _outputs(tiny_model, x)
+    model = copy.deepcopy(tiny_model)
+    for block in model.backbone.blocks:
+        block.attn.split_qkv()
+        block.attn.fused_attn = False
+    out = _outputs(model, x)
+    assert (out.box_xyxy_norm - reference.box_xyxy_norm).abs().max() < 1e-6
+    assert (out.side_logits - reference.side_logits).abs().max() < 1e-5
+    with torch.inference_mode():
+        full = model(x["template"], x["online_template"], x["search"])
+    assert (full.box_xyxy_norm - reference.box_xyxy_norm).abs().max() < 1e-6
+
+
+def test_dynamic_quantisation_composes_with_the_cached_path(tiny_model):
+    """quantize_dynamic replaces the fused qkv layer, whose weight the cached path used to slice (a TypeError)."""
+    quantized = quantize_dynamic_int8(tiny_model)
+    assert "quantized" in type(quantized.backbone.blocks[0].attn.q_proj).__module__
+    x = example_inputs(TINY)
+    cached = _outputs(quantized, x)
+    with torch.inference_mode():
+        full = quantized(x["template"], x["online_template"], x["search"])
+    fp32 = _outputs(tiny_model, x)
+    assert (cached.box_xyxy_norm - full.box_xyxy_norm).abs().max() < 2e-2  # activation scales differ by path
+    assert (cached.box_xyxy_norm - fp32.box_xyxy_norm).abs().max() < 2e-2
+    assert not torch.equal(cached.box_xyxy_norm, fp32.box_xyxy_norm)  # it really is quantised
+
+
+def test_bf16_backend_keeps_the_heads_in_fp32_and_stays_close(tiny_model):
+    runtime = build_backend(tiny_model, TINY, "torch", "bf16", CPU, cpu=AMX)
+    assert runtime.model.backbone.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert runtime.model.box_head.layers[0][0].weight.dtype == torch.float32
+    assert not runtime.model.backbone.blocks[0].attn.fused_attn
+    assert tiny_model.backbone.blocks[0].attn.qkv.weight.dtype == torch.float32  # the original is untouched
+    x = example_inputs(TINY)
+    out, ref = _outputs(runtime, x), _outputs(tiny_model, x)
+    assert out.box_xyxy_norm.dtype == torch.float32
+    assert (out.box_xyxy_norm - ref.box_xyxy_norm).abs().max() < 2e-2
+    with torch.inference_mode():
+        full = runtime.forward_full(x["template"], x["online_template"], x["search"])
+    assert (full.box_xyxy_norm - ref.box_xyxy_norm).abs().max() < 2e-2
+
+
+@needs_ort
+def test_onnxruntime_int8_quantises_the_backbone_per_channel_and_keeps_the_heads(tiny_model, tmp_path):
+    import onnx
+
+    export_onnx(tiny_model, TINY, tmp_path)
+    graph = onnx.load(quantize_onnx_int8(tmp_path / "search_step.onnx", tmp_path / "int8.onnx")).graph
+    integer = [n.name for n in graph.node if n.op_type == "MatMulInteger"]
+    # patch embedding + per block q, kv, proj, fc1, fc2 (2 blocks); none of the 4 head layers or the box decoding
+    assert len(integer) == 1 + 2 * 5 and not any("_head/" in name for name in integer)
+    assert sum(n.op_type in ("MatMul", "Gemm") and "_head/" in n.name for n in graph.node) == 4
+    scales = [init for init in graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1]
+    assert scales and all(init.dims[0] in (32, 64) for init in scales)  # one scale per output channel
+
+
+# ------------------------------------------------------------------------------------------ choices
+def test_parse_cpuinfo_reads_model_and_flags():
+    text = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu avx2 avx512f amx_tile avx512_vnni\n" \
+           "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    info = parse_cpuinfo(text)
+    assert info == CpuInfo("Some CPU @ 2.0GHz", ("avx2", "avx512f", "avx512_vnni", "amx_tile"))
+    assert info.native_bf16 and info.fast_int8
+    assert not parse_cpuinfo("flags : avx2 fma\n").native_bf16
+
+
+def test_bf16_only_where_native_and_fp16_only_on_cuda():
+    check_precision("torch", "bf16", CPU, AMX)
+    with pytest.raises(BackendError, match="no native bf16 .*401 ms against 64 ms"):
+        check_precision("torch", "bf16", CPU, AVX2)
+    with pytest.raises(BackendError, match="no native bf16"):
+        check_precision("openvino", "bf16", CPU, AVX2)
+    with pytest.raises(BackendError, match="fp16 is for CUDA"):
+        check_precision("torch", "fp16", CPU, AMX)
+    with pytest.raises(BackendError, match="has no precision 'bf16'"):
+        check_precision("onnxruntime", "bf16", CPU, AMX)
+    with pytest.raises(BackendError, match="runs on the CPU"):
+        check_precision("onnxruntime", "fp32", torch.device("cuda"), AMX)
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
+        check_precision("tensorrt", "fp32", CPU, AMX)
+
+
+def test_auto_picks_by_cpu_features_and_says_why():
+    everything = lambda module: True  # noqa: E731
+    nothing = lambda module: False  # noqa: E731
+    backend, precision, reason = choose_auto(AMX, CPU, everything)
+    assert (backend, precision) == ("onnxruntime", "int8") and "amx_tile" in reason
+    assert choose_auto(AMX, CPU, lambda m: m == "openvino")[:2] == ("openvino", "bf16")
+    assert choose_auto(AMX, CPU, nothing)[:2] == ("torch", "bf16")
+    backend, precision, reason = choose_auto(AVX2, CPU, everything)
+    assert (backend, precision) == ("onnxruntime", "int8") and "avx2" in reason
+    assert choose_auto(AVX2, CPU, lambda m: m == "openvino")[:2] == ("torch", "fp32")  # no bf16 to gain
+    backend, precision, reason = choose_auto(AVX2, CPU, nothing)
+    assert (backend, precision) == ("torch", "fp32") and "no native bf16" in reason
+    assert choose_auto(AVX2, torch.device("cuda"), nothing)[:2] == ("torch", "fp16")
+    with pytest.raises(BackendError, match="auto chooses the precision"):
+        build_backend(build_model(TINY), TINY, "auto", "int8")
+
+
+@needs_ort
+def test_auto_logs_its_choice_and_the_tracker_reports_it(tiny_model, caplog):
+    with caplog.at_level("INFO", logger="mixformerv2.export.backends"):
+        runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cpu=AVX2)
+    assert (runtime.backend, runtime.precision) == ("onnxruntime", "int8")
+    assert any("--backend auto: onnxruntime int8 (CPU flags avx2" in r.getMessage() for r in caplog.records)
+    runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cached=False, cpu=AVX2)
+    assert (runtime.backend, runtime.precision, runtime.cached) == ("torch", "fp32", False)
+
+
+def test_backend_errors_are_specific(tiny_model, monkeypatch):
+    with pytest.raises(BackendError, match="cached template path only"):
+        build_backend(tiny_model, TINY, "onnxruntime", "fp32", CPU, cached=False)
+    teacher = build_model(replace(TINY, name="mixvit", head_type="corner", head_channels=16))
+    with pytest.raises(BackendError, match="needs the mixformerv2 student"):
+        TorchBackend(teacher, "int8")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    from mixformerv2.export.optional import MissingBackendError
+
+    with pytest.raises(MissingBackendError, match=r"mixformerv2\[openvino\]"):
+        build_backend(tiny_model, TINY, "openvino", "fp32", CPU)
+
+
+# ------------------------------------------------------------------------------------------- tracking
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backends")
+    generate_all(root / "synthetic", "tiny", seed=0, formats=("lasot",))
+    files = write_tiny_model_files(root)
+    ds = get_dataset("lasot", root=root / "synthetic" / "lasot")
+    return {"root": root, "data": root / "synthetic" / "lasot", "files": files,
+            "sequences": [ds[i] for i in range(len(ds))]}
+
+
+@needs_ort
+def test_trackers_on_the_backends_agree_on_the_synthetic_test_split(synthetic):
+    cfg = Config(model=TINY)
+    variants = [Variant("torch", "fp32"), Variant("onnxruntime", "fp32")]
+    if is_installed("openvino"):
+        variants.append(Variant("openvino", "fp32"))
+    result = compare_backends(cfg, synthetic["files"]["good"], synthetic["sequences"], "lasot", variants)
+    assert result["reference"] == "torch_fp32" and result["frames"] == 48
+    for key, row in result["variants"].items():
+        assert row["mean_iou_to_reference"] >= 0.99, key
+        assert abs(row["auc_delta"]) <= 0.5, key
+    assert result["variants"]["torch_fp32"]["mean_iou_to_reference"] == 1.0
+
+
+@needs_ort
+def test_int8_accuracy_cost_is_measured_against_fp32(synthetic):
+    cfg = Config(model=TINY)
+    result = compare_backends(cfg, synthetic["files"]["good"], synthetic["sequences"], "lasot",
+                              [Variant("torch", "fp32"), Variant("onnxruntime", "int8"), Variant("torch", "fp32")])
+    int8 = result["variants"]["onnxruntime_int8"]
+    assert 0.5 < int8["mean_iou_to_reference"] < 1.0  # close, and not the fp32 trajectory
+    assert result["variants"]["torch_fp32"]["requested"] == ["torch", "torch"]  # tracked once
+
+
+@needs_ort
+def test_test_tool_records_backend_and_precision_and_reuses_an_export(synthetic, tmp_path):
+    files = synthetic["files"]
+    export_dir = tmp_path / "onnx"
+    assert load_tool("export").main(["--config", str(files["config"]), "--checkpoint", str(files["good"]),
+                                     "--out", str(export_dir)]) == 0
+    args = ["--config", str(files["config"]), "--checkpoint", str(files["good"]), "--dataset", "lasot", "--root",
+            str(synthetic["data"]), "--results", str(tmp_path / "results"), "--device", "cpu", "--no-progress"]
+    test_tool = load_tool("test")
+    assert test_tool.main([*args, "--run", "ort", "--backend", "onnxruntime", "--export-dir", str(export_dir)]) == 0
+    manifest = json.loads((tmp_path / "results" / "ort" / "lasot" / "run.json").read_text())
+    assert manifest["tracker"] == {"forward_path": "cached", "backend": "onnxruntime", "precision": "fp32"}
+    assert test_tool.main([*args, "--run", "t", "--sequences", synthetic["sequences"][0].name]) == 0
+    name = synthetic["sequences"][0].name
+    ort_rows = (tmp_path / "results" / "ort" / "lasot" / f"{name}.txt").read_text().splitlines()
+    torch_rows = (tmp_path / "results" / "t" / "lasot" / f"{name}.txt").read_text().splitlines()
+    assert len(ort_rows) == len(torch_rows) == 16
+
+
+@needs_ort
+def test_tools_reject_a_graph_from_another_version_and_a_missing_backend(synthetic, tmp_path, capsys,
+                                                                         monkeypatch):
+    files = synthetic["files"]
+    export_dir = tmp_path / "onnx"
+    assert load_tool("export").main(["--config", str(files["config"]), "--checkpoint", str(files["good"]),
+                                     "--out", str(export_dir)]) == 0
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    (export_dir / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
+    capsys.readouterr()
+    args = ["--config", str(files["config"]), "--checkpoint", str(files["good"]), "--dataset", "lasot", "--root",
+            str(synthetic["data"]), "--results", str(tmp_path / "results"), "--device", "cpu", "--no-progress"]
+    test_tool = load_tool("test")
+    assert test_tool.main([*args, "--backend", "onnxruntime", "--export-dir", str(export_dir)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "another version of the export")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert test_tool.main([*args, "--backend", "openvino", "--run", "ov"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "pip install 'mixformerv2[openvino]'")
+
+
+@needs_ort
+def test_demo_runs_on_onnxruntime_with_the_torch_boxes(synthetic, tmp_path):
+    seq = synthetic["sequences"][0]
+    base = ["--frames", str(Path(seq.frame_paths[0]).parent), "--init-box",
+            ",".join(str(v) for v in seq.init_box_xywh), "--config", str(synthetic["files"]["config"]),
+            "--checkpoint", str(synthetic["files"]["good"]), "--device", "cpu"]
+    demo = load_tool("demo")
+    assert demo.main([*base, "--out", str(tmp_path / "t.mp4")]) == 0
+    assert demo.main([*base, "--out", str(tmp_path / "o.mp4"), "--backend", "onnxruntime"]) == 0
+    rows = {name: [list(map(float, r.split(",")[1:5])) for r in (tmp_path / f"{name}.csv").read_text().split()[1:]]
+            for name in ("t", "o")}
+    assert len(rows["o"]) == len(seq)
+    assert max(abs(a - b) for ra, rb in zip(rows["t"], rows["o"]) for a, b in zip(ra, rb)) <= 0.011  # 2 decimals
+
+
+def test_tracker_takes_a_backend_and_reports_it(tiny_model):
+    runtime = build_backend(tiny_model, TINY, "torch", "int8", CPU)
+    tracker = MixFormerV2Tracker(runtime, TrackerSettings(), TINY.template_size, TINY.search_size)
+    assert (tracker.backend, tracker.precision, tracker.forward_path) == ("torch", "int8", "cached")
+    with pytest.raises(ValueError, match="built with cached=True"):
+        MixFormerV2Tracker(runtime, TrackerSettings(), TINY.template_size, TINY.search_size, cached=False)
+
+
+# ------------------------------------------------------------------------------------------------ GPU
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the fp16 / CUDA-graph step is checked "
+                                                         "only where a GPU is lent")
+def test_cuda_fp16_compiled_step_matches_fp32(tiny_model):
+    cuda = torch.device("cuda")
+    reference = TorchBackend(copy.deepcopy(tiny_model), "fp32", cuda)
+    fast = build_backend(copy.deepcopy(tiny_model), TINY, "torch", "fp16", cuda, compile_step=True)
+    x = {k: v.to(cuda) for k, v in example_inputs(TINY).items()}
+    ref = _outputs(reference, x)
+    for _ in range(3):  # the CUDA graph is recorded on a later call
+        out = _outputs(fast, x)
+    assert (out.box_xyxy_norm - ref.box_xyxy_norm).abs().max() < 2e-2
+
