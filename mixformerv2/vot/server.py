@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..utils.cli import add_config_args, add_device_arg, error_line, make_parser, user_error_types
+from ..utils.cli import (add_backend_args, add_config_args, add_device_arg, error_line, make_parser,
+                         user_error_types)
 from ..utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True,
                         help="official-format checkpoint; an absolute path (the toolkit runs the tracker elsewhere)")
     add_device_arg(parser)
+    add_backend_args(parser)
     parser.add_argument("--dataset", default=None,
                         help="use this registered benchmark's tracker settings from the config (default: test.*)")
     parser.add_argument("--no-cache", action="store_true",
@@ -127,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset,
-                            cached=False if args.no_cache else None)
-    logger.info("MixFormerV2 TraX server: %s, %s path on %s", args.checkpoint, tracker.forward_path, device)
+                            cached=False if args.no_cache else None, backend=args.backend,
+                            precision=args.precision, export_dir=args.export_dir, compile_step=args.compile)
+    logger.info("MixFormerV2 TraX server: %s, %s %s, %s path on %s", args.checkpoint, tracker.backend,
+                tracker.precision, tracker.forward_path, device)
     server = Server([Region.RECTANGLE], [Image.PATH], tracker_name="MixFormerV2",
                     tracker_family="mixformerv2", metadata={"forward_path": tracker.forward_path})
     try:
