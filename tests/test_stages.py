@@ -210,6 +210,19 @@ def test_a_v1_teacher_file_loads_without_its_score_branch_but_nothing_else_extra
         build_stage(stage1_config(other), torch.device("cpu"))
 
 
+@pytest.mark.parametrize("config", ["teacher", "stage1"])
+def test_a_batch_the_networks_turn_into_nan_gives_a_nan_loss_for_the_guard_not_an_exception(teacher_file, config):
+    """ciou_loss and side_kl raise on non-finite input; the stages hand the trainer's NaN guard a NaN loss instead
+    (it skips the step and names the batch's sequences), with a graph to run backward on."""
+    cfg = stage1_config(teacher_file) if config == "stage1" else load_config(QUICKSTART / "teacher.yaml")
+    stage = build_stage(cfg, torch.device("cpu"))
+    batch = fake_batch(cfg)
+    batch["search_image"][1, :, 5, 5] = float("nan")
+    loss, metrics = stage.loss(batch, 0)
+    assert torch.isnan(loss) and all(torch.isnan(torch.as_tensor(v)) for v in metrics.values())
+    loss.backward()
+
+
 def mae_file(path: Path, model) -> Path:
     """``model``'s backbone as an MAE file: weights under 'model', keys without 'backbone.'."""
     state = {k.removeprefix("backbone."): v for k, v in model.state_dict().items() if k.startswith("backbone.")}
