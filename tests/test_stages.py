@@ -342,7 +342,7 @@ def test_a_stage_refuses_a_network_it_cannot_train(teacher_file, config, overrid
         build_stage(cfg, torch.device("cpu"))
 
 
-def test_train_tool_prints_a_teacher_mismatch_as_one_line(teacher_file, tmp_path, caplog):
+def test_train_tool_prints_a_teacher_mismatch_as_one_line(teacher_file, tmp_path, caplog, capsys):
     shallow = tmp_path / "shallow.pth.tar"
     save_checkpoint(build_model(replace(load_config(QUICKSTART / "teacher.yaml").model, depth=2)), shallow)
     root = logging.getLogger()
@@ -358,8 +358,10 @@ def test_train_tool_prints_a_teacher_mismatch_as_one_line(teacher_file, tmp_path
                 handler.close()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+    # the tool reports a user error either as one ERROR record or as one "train.py: error: ..." line on stderr
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert code == 2 and len(errors) == 1 and "\n" not in errors[0]
+    errors += [line for line in capsys.readouterr().err.splitlines() if line.startswith("train.py: error:")]
+    assert code == 2 and len(errors) == 1
     assert str(shallow) in errors[0] and "teacher.yaml" in errors[0] and "model.depth: config says 4" in errors[0]
 
 
