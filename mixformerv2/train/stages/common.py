@@ -61,12 +61,19 @@ def box_terms(pred_xyxy: torch.Tensor, box_xywh_norm: torch.Tensor, t: TrainConf
     pred = pred_xyxy.float()
     target = target_xyxy_from_xywh(box_xywh_norm.float())
     if not torch.isfinite(pred).all():
-        nan = pred.sum() * float("nan")
-        return nan, {"loss/ciou": nan.detach(), "loss/l1": nan.detach(), "iou": nan.detach()}
+        return non_finite_loss(pred, ("loss/ciou", "loss/l1", "iou"))
     ciou, iou = ciou_loss(pred, target)
     l1 = box_l1_loss(pred, target)
     loss = t.iou_weight * ciou + t.l1_weight * l1
     return loss, {"loss/ciou": ciou.detach(), "loss/l1": l1.detach(), "iou": iou.mean()}
+
+
+def non_finite_loss(output: torch.Tensor, keys) -> tuple[torch.Tensor, Metrics]:
+    """A NaN loss attached to ``output``'s graph (so that backward, and DDP's gradient all-reduce, still run) and
+    NaN ``keys``: what a stage returns for a batch its networks turn into non-finite numbers, for the trainer's
+    NaN guard to skip and report, where the loss functions would raise on the non-finite input."""
+    nan = output.sum() * float("nan")
+    return nan, {key: nan.detach() for key in keys}
 
 
 def require_model(cfg: Config, name: str, stage: str) -> None:

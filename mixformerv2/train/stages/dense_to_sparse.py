@@ -29,7 +29,7 @@ from ...models.checkpoint import CheckpointError, load_state_dict_strict
 from ...utils.io import sha256_file
 from ..losses import ciou_loss, corner_side_targets, side_kl, target_xyxy_from_xywh
 from ..stage import BaseStage, Metrics, register_stage
-from .common import box_terms, build_initialised, config_file, network_inputs, require_model
+from .common import box_terms, build_initialised, config_file, network_inputs, non_finite_loss, require_model
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +111,13 @@ class DenseToSparseStage(BaseStage):
         out = self.student(*inputs)
         with torch.no_grad():
             dense = self.teacher(*inputs)
-            corner_probs = dense.corner_logits.float().softmax(dim=-1)  # (B, 2, F*F)
-            num_bins = out.side_logits.shape[-1]
-            target = corner_side_targets(corner_probs[:, 0], corner_probs[:, 1], num_bins)  # (B, 4, K)
-            _, teacher_iou = ciou_loss(dense.box_xyxy_norm.float(),
-                                       target_xyxy_from_xywh(batch["search_box_xywh_norm"].float()))
+        corner_probs = dense.corner_logits.float().softmax(dim=-1)  # (B, 2, F*F)
+        if not (torch.isfinite(corner_probs).all() and torch.isfinite(dense.box_xyxy_norm).all()):
+            return non_finite_loss(out.side_logits, ("loss/ciou", "loss/l1", "loss/kl", "iou", "teacher_iou"))
+        num_bins = out.side_logits.shape[-1]
+        target = corner_side_targets(corner_probs[:, 0], corner_probs[:, 1], num_bins)  # (B, 4, K)
+        _, teacher_iou = ciou_loss(dense.box_xyxy_norm.float(),
+                                   target_xyxy_from_xywh(batch["search_box_xywh_norm"].float()))
         self._log_bins_once(corner_probs.shape[-1], num_bins)
         loss, metrics = box_terms(out.box_xyxy_norm, batch["search_box_xywh_norm"], self.train_cfg)
         kl = side_kl(out.side_logits.float(), target)
