@@ -395,7 +395,7 @@ def test_paper_stage1_is_the_official_recipe():
     assert d.train_datasets == ("got10k_vottrain", "lasot_train", "coco", "trackingnet_train")
     assert d.train_ratios == (1.0,) * 4 and d.samples_per_epoch == 60000 and d.sampler_mode == "causal"
     assert (d.search_factor, d.search_center_jitter, d.search_scale_jitter, d.template_factor) == (5.0, 4.5, 0.5, 2.0)
-    assert (t.batch_size, t.lr, t.epochs, t.lr_drop_epoch, t.backbone_lr_multiplier, t.grad_clip_norm) == (
+    assert (t.batch_size_per_process, t.lr, t.epochs, t.lr_drop_epoch, t.backbone_lr_multiplier, t.grad_clip_norm) == (
         32, 4e-4, 500, 400, 0.1, 0.1)
     assert (t.iou_weight, t.l1_weight, t.kl_weight) == (2.0, 5.0, 5.0)
     assert t.teacher_config == "configs/mixvit_b_teacher.yaml"
