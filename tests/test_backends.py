@@ -1,7 +1,6 @@
 """Backends: quantisation composes with the cached path, bf16 where native only, auto's choice, trackers on every
 backend agreeing on the synthetic benchmark, run.json naming backend and precision, one-line errors."""
 import copy
-import importlib.util
 import json
 import sys
 from dataclasses import replace
@@ -23,19 +22,13 @@ from mixformerv2.models import build_model
 from mixformerv2.tracking.compare import Variant, compare_backends
 from mixformerv2.tracking.tracker import MixFormerV2Tracker
 from model_fixtures import TINY, write_tiny_model_files
+from tool_loader import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 AMX = CpuInfo("test CPU with AMX", ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"))
 AVX2 = CpuInfo("test CPU, AVX2 only", ("avx2",))
 CPU = torch.device("cpu")
 needs_ort = pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime is not installed (export extra)")
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,14 @@
 """The speed table: rows computed from interleaved times (hand-checked), the JSON layout of the issue, Markdown, the
 profile tool's --table mode."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from mixformerv2.profiling import SPEED_VARIANTS, _rows, speed_markdown, speed_table
 from model_fixtures import TINY, write_tiny_model_files
+from tool_loader import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_rows_from_times_by_hand():

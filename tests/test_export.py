@@ -1,5 +1,4 @@
 """ONNX export: checked graphs, manifest round trip, parity with PyTorch, one-line errors for bad input."""
-import importlib.util
 import json
 import sys
 from dataclasses import replace
@@ -16,17 +15,12 @@ from mixformerv2.export.optional import MissingBackendError, import_optional
 from mixformerv2.models import build_model, load_checkpoint
 from mixformerv2.utils.io import sha256_file
 from model_fixtures import TINY, write_tiny_model_files
+from tool_loader import load_tool
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[1]
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """GOT-10k / TrackingNet packing and the submission validator."""
-import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -7,16 +6,10 @@ import pytest
 
 from mixformerv2.evaluation.packing import (Expectation, PackError, check_submission, default_expectation, pack,
                                             write_zip)
+from tool_loader import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 FRAMES = 5
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_results(folder: Path, names, frames=FRAMES):

@@ -1,5 +1,4 @@
 """Benchmark runner and tools/test.py: result files, run.json, resume, refusal, failures, parallel workers."""
-import importlib.util
 import json
 import shutil
 from dataclasses import asdict
@@ -21,18 +20,11 @@ from mixformerv2.tracking.runner import (RunMismatchError, format_boxes, make_ma
                                          track_sequence)
 from mixformerv2.tracking.tracker import TrackOutput
 from mixformerv2.utils.io import sha256_file
+from tool_loader import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0, template_size=32, search_size=64,
                    num_bins=16, score_head=True, drop_path_rate=0.0)
 
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

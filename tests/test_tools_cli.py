@@ -22,17 +22,12 @@ from mixformerv2.utils import cli
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
+from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@functools.cache
-def tool(name: str):
-    """``tools/<name>.py`` imported as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"cli_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+tool = functools.cache(load_tool)
 
 
 def assert_one_error_line(captured, *needles: str) -> str:
@@ -54,17 +49,6 @@ def files(tmp_path_factory):
     return {"config": made["config"], "good": made["good"], "other": made["deeper"],
             "lasot": fx.make_lasot(root / "lasot")}
 
-
-@pytest.fixture(autouse=True)
-def restore_root_logger():
-    """The tools set up logging on the root logger; leave it as it was for the other tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
 
 
 @pytest.fixture

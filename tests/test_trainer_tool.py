@@ -2,7 +2,6 @@
 one-line errors (exit status 2) for bad input, exit status 3 from the NaN guard; tools/profile_train.py's JSON."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from dataclasses import asdict, replace
@@ -20,17 +19,11 @@ from mixformerv2.models import build_model, load_checkpoint
 from mixformerv2.train.stage import list_stages
 from mixformerv2.train.trainer import NonFiniteError
 from test_tools_cli import assert_one_error_line
+from tool_loader import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, template_size=32, search_size=64,
                    num_bins=16, drop_path_rate=0.1)
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()

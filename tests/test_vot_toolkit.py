@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -49,17 +48,6 @@ def vot_tool():
     spec.loader.exec_module(module)
     return module
 
-
-@pytest.fixture(autouse=True)
-def restore_root_logger():
-    """The tool sets up logging on the root logger; leave it as it was for the other tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

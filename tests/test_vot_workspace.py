@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import ast
 import configparser
-import logging
 import math
 import os
 import struct
 from collections import namedtuple
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,17 +273,6 @@ def test_serve_refuses_several_objects_with_one_line():
                                                   "request has 2"):
         server.serve(FakeTracker(0.5), fake, read_image=str)
 
-
-@pytest.fixture
-def restore_root_logger():
-    """The server sets up logging on the root logger; leave it as it was for the other tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
 
 
 def test_server_user_error_is_one_prefixed_line(tmp_path, capsys, restore_root_logger):
