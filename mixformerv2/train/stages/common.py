@@ -82,6 +82,15 @@ def require_model(cfg: Config, name: str, stage: str) -> None:
         raise ConfigError(f"model.name: stage {stage!r} trains a {name} network, the config builds {cfg.model.name}")
 
 
+def require_box_student(cfg: Config, stage: str) -> None:
+    """``ConfigError`` unless the config builds a MixFormerV2 student without a score head: the box stages train the
+    box head only, and a score head would get no gradient (the score stage adds it)."""
+    require_model(cfg, "mixformerv2", stage)
+    if cfg.model.score_head:
+        raise ConfigError(f"model.score_head: stage {stage} trains the box head only; a score head would get no "
+                          "gradient (set model.score_head: false; the score stage adds it)")
+
+
 def build_initialised(cfg: Config, device: torch.device) -> nn.Module:
     """``build_model(cfg.model)`` on ``device``, initialised from ``train.init_checkpoint`` when set (MAE ViT
     weights, or a MixFormerV2/MixViT ``'net'`` checkpoint, minus ``train.init_drop_layers``); logs what was

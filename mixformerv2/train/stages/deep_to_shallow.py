@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ...config import Config, ConfigError, dump_config
+from ...config import Config, dump_config
 from ...models import build_model, remove_layers
 from ...models.checkpoint import load_state_dict_strict
 from ...utils.io import sha256_file
@@ -41,7 +41,7 @@ from ..losses import feature_mse, side_kl
 from ..pruning import pruned_model_config
 from ..schedules import block_scales, layer_fade
 from ..stage import Metrics, register_stage
-from .common import box_terms, build_chained, network_inputs, require_model
+from .common import box_terms, build_chained, network_inputs, require_box_student
 from .dense_to_sparse import DenseToSparseStage, load_teacher
 
 logger = logging.getLogger(__name__)
@@ -139,10 +139,7 @@ class DeepToShallowStage(DenseToSparseStage):
 
 @register_stage("deep_to_shallow")
 def build_deep_to_shallow_stage(cfg: Config, device: torch.device) -> DeepToShallowStage:
-    require_model(cfg, "mixformerv2", "deep_to_shallow")
-    if cfg.model.score_head:
-        raise ConfigError("model.score_head: stage deep_to_shallow trains the box head only; a score head would get "
-                          "no gradient (set model.score_head: false; the score stage adds it)")
+    require_box_student(cfg, "deep_to_shallow")
     teacher, checkpoint_path = load_teacher(cfg, device, stage2_teacher_problems)
     student = build_chained(cfg, device, "deep_to_shallow")
     return DeepToShallowStage(student, teacher, cfg, sha256_file(checkpoint_path))

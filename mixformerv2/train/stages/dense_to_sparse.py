@@ -29,7 +29,8 @@ from ...models.checkpoint import CheckpointError, load_state_dict_strict
 from ...utils.io import sha256_file
 from ..losses import ciou_loss, corner_side_targets, side_kl, target_xyxy_from_xywh
 from ..stage import BaseStage, Metrics, register_stage
-from .common import box_terms, build_initialised, config_file, network_inputs, non_finite_loss, require_model
+from .common import (box_terms, build_initialised, config_file, network_inputs, non_finite_loss,
+                     require_box_student)
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +148,7 @@ class DenseToSparseStage(BaseStage):
 
 @register_stage("dense_to_sparse")
 def build_dense_to_sparse_stage(cfg: Config, device: torch.device) -> DenseToSparseStage:
-    require_model(cfg, "mixformerv2", "dense_to_sparse")
-    if cfg.model.score_head:
-        raise ConfigError("model.score_head: stage dense_to_sparse trains the box head only; a score head would get "
-                          "no gradient (set model.score_head: false; the score stage adds it)")
+    require_box_student(cfg, "dense_to_sparse")
     teacher, checkpoint_path = load_teacher(cfg, device)
     student = build_initialised(cfg, device)
     return DenseToSparseStage(student, teacher, cfg.train, sha256_file(checkpoint_path))
