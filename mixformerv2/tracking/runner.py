@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from ..config import Config, TestConfig, config_to_dict
 from ..data.sequence import Sequence, read_frame_rgb
+from ..evaluation.results import MANIFEST, TRUNCATE_INT
 from ..utils.device import default_device
 from ..utils.io import atomic_write_text, sha256_file
 from ..utils.version import code_version
@@ -43,9 +44,8 @@ from .workers import TrackerSetupError, WorkerDiedError, WorkerPool, first_line
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "run.json"
-# The scoring rule written into run.json; evaluation/results.py reads it (the names are that module's BOX_RULES).
-BOX_RULE = "truncate_int"
+# The scoring rule written into run.json: the official runner saved truncated boxes, so ours are scored that way.
+BOX_RULE = TRUNCATE_INT
 # run.json entries that must agree before results are reused (the rest is provenance only).
 _MATCH_KEYS = ("checkpoint_sha256", "model", "settings", "tracker")
 
