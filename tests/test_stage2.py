@@ -179,7 +179,7 @@ def test_a_student_checkpoint_that_does_not_chain_names_both_files_and_the_key(s
     with pytest.raises(ConfigError) as err:
         build_stage(stage2_cfg(stage1, f"train.init_checkpoint={wrong}"), torch.device("cpu"))
     text = one_line(err)
-    assert str(wrong) in text and "model section" in text and key in text
+    assert str(wrong) in text and "the stage config" in text and key in text
 
 
 def test_a_teacher_of_other_bins_or_layout_names_both_files(stage1, tmp_path):
@@ -239,4 +239,4 @@ def test_a_teacher_layout_checkpoint_as_the_student_start_names_both_files(stage
     with pytest.raises(ConfigError) as err:
         build_stage(stage2_cfg(stage1, f"train.init_checkpoint={wrong}"), torch.device("cpu"))
     text = one_line(err)
-    assert str(wrong) in text and "model section" in text and "model.name" in text
+    assert str(wrong) in text and "the stage config" in text and "model.name" in text

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                   output / "train.log" if info.is_main else None)
     try:
         with logging_redirect_tqdm():
-            trainer = run_training(cfg, output, resume=args.resume, device=device, progress=not args.no_progress)
+            trainer = run_training(cfg, output, resume=args.resume, device=device, progress=not args.no_progress,
+                                   config_file=args.config)
     except NonFiniteError as err:
         logger.error("%s", error_line(err))
         return NAN_GUARD_STATUS

@@ -21,6 +21,8 @@ STAGES = ("teacher", "dense_to_sparse", "deep_to_shallow", "score")  # the packa
 LR_SCHEDULES = ("step", "cosine")  # train.scheduler (train/schedules.py)
 AMP_DTYPES = ("bfloat16", "float16")  # train.amp_dtype
 SAMPLER_MODES = ("causal", "trident_pro")
+INIT_ADAPT_KEYS = ("mlp_ratio", "search_size", "template_size")  # train.init_adapt (train/chaining.py)
+TEACHER_ADAPT_KEYS = ("search_size", "template_size")  # train.teacher_adapt
 
 
 class FrozenDict(dict):
@@ -149,6 +151,8 @@ class TrainConfig(_Frozen):
     distill_layers_teacher: tuple[int, ...] = ()
     init_checkpoint: str = ""  # weights to start from: MAE ('model') or a MixFormerV2 checkpoint ('net')
     init_drop_layers: tuple[int, ...] = ()  # layers removed (and renumbered) on loading
+    init_adapt: tuple[str, ...] = ()  # model keys init_checkpoint may differ in (INIT_ADAPT_KEYS)
+    teacher_adapt: tuple[str, ...] = ()  # teacher model keys taken from this model (TEACHER_ADAPT_KEYS)
     teacher_config: str = ""
     teacher_checkpoint: str = ""
     print_interval: int = 50

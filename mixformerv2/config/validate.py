@@ -16,7 +16,8 @@ from typing import Any, Collection, Iterator
 
 from ..data.names import DATASETS, family_keys
 from .errors import ConfigError
-from .schema import AMP_DTYPES, LR_SCHEDULES, MODEL_HEADS, SAMPLER_MODES, STAGES, Config
+from .schema import (AMP_DTYPES, INIT_ADAPT_KEYS, LR_SCHEDULES, MODEL_HEADS, SAMPLER_MODES, STAGES,
+                     TEACHER_ADAPT_KEYS, Config)
 
 # dotted key -> (lowest, highest, lowest included); None: unbounded on that side
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
@@ -169,6 +170,15 @@ def _train(cfg: Config, stages: Collection[str]) -> Iterator[Problem]:
         yield Problem("train.distill_layers_teacher", f"has {len(t.distill_layers_teacher)} layers for "
                       f"{len(t.distill_layers_student)} train.distill_layers_student (they are paired)",
                       ("train.distill_layers_student",))
+    for key, allowed in (("train.init_adapt", INIT_ADAPT_KEYS), ("train.teacher_adapt", TEACHER_ADAPT_KEYS)):
+        names = _get(cfg, key)
+        if len(set(names)) != len(names):
+            yield Problem(key, f"repeats a key: {list(names)}")
+        for i, name in enumerate(names):
+            yield from _one_of(f"{key}[{i}]", name, allowed)
+    if t.init_adapt and not t.init_checkpoint:
+        yield Problem("train.init_adapt", "adapts the weights of train.init_checkpoint, which is not set",
+                      ("train.init_checkpoint",))
 
 
 def _test(cfg: Config) -> Iterator[Problem]:

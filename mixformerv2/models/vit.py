@@ -107,7 +107,7 @@ class ViTBackbone(nn.Module):
             self.reg_tokens = nn.Parameter(torch.zeros(1, num_pred_tokens, embed_dim))
             self.pos_embed_reg = nn.Parameter(torch.zeros(1, num_pred_tokens, embed_dim))
             trunc_normal_(self.reg_tokens, std=0.02)
-        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 1 else [0.0] * depth
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth > 1 else [0.0] * depth
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, rate) for rate in rates)
         if legacy_vit_params:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim), requires_grad=False)

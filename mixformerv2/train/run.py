@@ -18,6 +18,7 @@ import torch
 from ..config import Config, ConfigError, dump_config, validate_config
 from ..data.pipeline import build_train_loader, load_train_datasets
 from ..utils.io import atomic_write_text
+from .chaining import ChainError
 from .checkpointing import describe_version
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .stage import build_stage, list_stages
@@ -59,10 +60,12 @@ def _open_datasets(cfg: Config, key: str):
 
 
 def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", device: str | torch.device = "cpu",
-                 loaders: LoaderFactory = build_loaders, progress: bool = True) -> Trainer:
+                 loaders: LoaderFactory = build_loaders, progress: bool = True,
+                 config_file: str | Path | None = None) -> Trainer:
     """Train the stage ``cfg.train.stage`` names; returns the finished ``Trainer`` (``model_path``, counters).
 
     resume: ``auto`` (the newest checkpoint in ``output_dir``, if any), ``none`` or a checkpoint path.
+    config_file: the file ``cfg`` was loaded from, named in a ``ChainError`` (an init checkpoint that does not fit).
     Raises ``ConfigError``/``ResumeError``/``CheckpointError`` on bad input and ``NonFiniteError`` when the NaN
     guard stops the run.
     """
@@ -70,7 +73,12 @@ def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", devi
     dist, device = init_distributed(device)
     try:
         seed_all(cfg.train.seed)  # the same initial weights on every rank
-        stage = build_stage(cfg, device)
+        try:
+            stage = build_stage(cfg, device)
+        except ChainError as err:
+            if config_file is None:
+                raise
+            raise err.for_config(config_file) from None
         seed_all(cfg.train.seed + dist.rank)  # independent dropout per rank
         train_loader, val_loader = loaders(cfg, dist)
         trainer = Trainer(stage, cfg, train_loader, output_dir, val_loader=val_loader, dist=dist, device=device,

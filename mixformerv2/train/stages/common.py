@@ -17,7 +17,8 @@ from torch import nn
 
 from ...config import Config, ConfigError, TrainConfig
 from ...models import CheckpointError, build_model, init_from_pretrained, read_checkpoint, unwrap_state_dict
-from ...models.checkpoint import load_state_dict_strict, remove_layers
+from ...models.checkpoint import remove_layers
+from ..chaining import ChainError, adapt_state_dict, checkpoint_model_config, init_mismatches, layout_mismatch
 from ..losses import box_l1_loss, ciou_loss, target_xyxy_from_xywh
 from ..stage import Metrics
 
@@ -115,29 +116,39 @@ def build_initialised(cfg: Config, device: torch.device) -> nn.Module:
 
 def build_chained(cfg: Config, device: torch.device, stage: str, optional_prefix: str = "") -> nn.Module:
     """``build_model(cfg.model)`` on ``device`` loaded strictly from the previous stage's ``train.init_checkpoint``
-    (a ``'net'`` file, minus ``train.init_drop_layers``), for the stages that continue a trained MixFormerV2.
+    (a ``'net'`` file, minus ``train.init_drop_layers``, transformed on the keys of ``train.init_adapt``), for the
+    stages that continue a trained MixFormerV2.
 
-    Unlike ``build_initialised`` nothing is skipped: a file of another depth, bins, MLP ratio or layout stops the
-    run with one ``ConfigError`` naming the checkpoint, the stage config's ``model`` section and the disagreeing
-    key. Keys under ``optional_prefix`` (e.g. ``"score_head."``) may be absent from the file; they keep their
-    initial values (logged).
+    Unlike ``build_initialised`` nothing is skipped: a file of another depth, bins, MLP ratio, input size or layout
+    stops the run with one ``ChainError`` naming the disagreeing key, the stage config and the checkpoint
+    (``train/chaining.py``). Keys under ``optional_prefix`` (e.g. ``"score_head."``) may be absent from the file;
+    they keep their initial values (logged).
     """
     path = config_file("train.init_checkpoint", cfg.train.init_checkpoint)
     model = build_model(cfg.model)
-    where = f"train.init_checkpoint {path} / the stage config's model section"
-    state = unwrap_state_dict(read_checkpoint(path), path)
+    obj = read_checkpoint(path)
+    state = unwrap_state_dict(obj, path)
+    source = checkpoint_model_config(obj, state, cfg.model)
+    mismatches = init_mismatches(cfg, source)
+    if mismatches:
+        raise ChainError(mismatches, path)
     if cfg.train.init_drop_layers:
         try:
             state = remove_layers(state, cfg.train.init_drop_layers)
         except ValueError as err:
             raise ConfigError(f"train.init_drop_layers: {path}: {err}") from None
+    if cfg.train.init_adapt:
+        try:
+            state = adapt_state_dict(state, source, cfg.model, cfg.train.init_adapt)
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"train.init_adapt: {path}: {err}") from None
     absent = [k for k in model.state_dict() if optional_prefix and k.startswith(optional_prefix) and k not in state]
     if absent:
         logger.info("%s: no %s* tensors (%d): stage %s starts them from their initial values", path,
                     optional_prefix, len(absent), stage)
         state = {**state, **{k: v for k, v in model.state_dict().items() if k in absent}}
-    try:
-        load_state_dict_strict(model, state, where)
-    except CheckpointError as err:
-        raise ConfigError(f"stage {stage}: {err}") from None
+    mismatch = layout_mismatch(model, state)
+    if mismatch is not None:
+        raise ChainError([mismatch], path)
+    model.load_state_dict(state, strict=True)
     return model.to(device)

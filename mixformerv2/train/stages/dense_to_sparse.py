@@ -17,6 +17,7 @@ on one line naming both files. The student starts from ``train.init_checkpoint``
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,6 +28,7 @@ from ...config import Config, ConfigError, ModelConfig, TrainConfig, load_config
 from ...models import build_model, read_checkpoint, unwrap_state_dict
 from ...models.checkpoint import CheckpointError, load_state_dict_strict
 from ...utils.io import sha256_file
+from ..chaining import adapt_state_dict
 from ..losses import ciou_loss, corner_side_targets, side_kl, target_xyxy_from_xywh
 from ..stage import BaseStage, Metrics, register_stage
 from .common import (box_terms, build_initialised, config_file, network_inputs, non_finite_loss,
@@ -76,7 +78,9 @@ def load_teacher(cfg: Config, device: torch.device,
     ``problems_of(student cfg, teacher cfg)`` lists why the teacher cannot serve this stage (default: the stage-1
     check, ``teacher_problems`` of both model configs). Raises ``ConfigError`` naming the key for a missing file,
     ``TeacherMismatchError`` naming both files when the teacher config is invalid, does not fit the student, or its
-    checkpoint does not load strictly."""
+    checkpoint does not load strictly. With ``train.teacher_adapt`` the teacher is built with the student's values
+    of those keys (input sizes) and its checkpoint's position embeddings are resampled to them
+    (``chaining.adapt_state_dict``)."""
     config_path = config_file("train.teacher_config", cfg.train.teacher_config)
     checkpoint_path = config_file("train.teacher_checkpoint", cfg.train.teacher_checkpoint)
     pair = f"train.teacher_config {config_path} / train.teacher_checkpoint {checkpoint_path}"
@@ -84,13 +88,24 @@ def load_teacher(cfg: Config, device: torch.device,
         teacher_cfg = load_config(config_path)
     except ConfigError as err:
         raise TeacherMismatchError(f"{pair}: the teacher config is invalid: {err}") from None
+    written = teacher_cfg.model
+    adapt = cfg.train.teacher_adapt
+    if adapt:  # the teacher reads the student's crops: its position embeddings are resampled below
+        teacher_cfg = replace(teacher_cfg, model=replace(written, **{k: getattr(cfg.model, k) for k in adapt}))
     problems = (problems_of(cfg, teacher_cfg) if problems_of is not None
                 else teacher_problems(cfg.model, teacher_cfg.model))
     if problems:
         raise TeacherMismatchError(f"{pair}: the teacher does not fit the student: {'; '.join(problems)}")
     teacher = build_model(teacher_cfg.model)
+    state, source = teacher_state_dict(checkpoint_path), str(checkpoint_path)
+    if adapt:
+        try:
+            state = adapt_state_dict(state, written, teacher_cfg.model, adapt)
+        except (ValueError, KeyError) as err:
+            raise TeacherMismatchError(f"{pair}: train.teacher_adapt: {err}") from None
+        source += f" with train.teacher_adapt {list(adapt)}"
     try:
-        load_state_dict_strict(teacher, teacher_state_dict(checkpoint_path), str(checkpoint_path))
+        load_state_dict_strict(teacher, state, source)
     except CheckpointError as err:
         raise TeacherMismatchError(f"{pair}: the checkpoint does not fit the teacher config: {err}") from None
     logger.info("teacher: %s, weights %s", config_path, checkpoint_path)
