@@ -391,17 +391,18 @@ def test_paper_stage1_is_the_official_recipe():
     cfg = load_config(PAPER / "b_stage1.yaml")
     m, d, t = cfg.model, cfg.data, cfg.train
     assert (m.name, m.depth, m.num_bins, m.search_size, m.template_size, m.score_head) == (
-        "mixformerv2", 12, 72, 288, 128, False)
+        "mixformerv2", 12, 96, 288, 128, False)  # 96 bins: the released B/S layout (official_spec §8.1)
     assert d.train_datasets == ("got10k_vottrain", "lasot_train", "coco", "trackingnet_train")
     assert d.train_ratios == (1.0,) * 4 and d.samples_per_epoch == 60000 and d.sampler_mode == "causal"
     assert (d.search_factor, d.search_center_jitter, d.search_scale_jitter, d.template_factor) == (5.0, 4.5, 0.5, 2.0)
     assert (t.batch_size_per_process, t.lr, t.epochs, t.lr_drop_epoch, t.backbone_lr_multiplier, t.grad_clip_norm) == (
         32, 4e-4, 500, 400, 0.1, 0.1)
     assert (t.iou_weight, t.l1_weight, t.kl_weight) == (2.0, 5.0, 5.0)
-    assert t.teacher_config == "configs/mixvit_b_teacher.yaml"
+    assert t.teacher_config == "configs/paper/b_teacher.yaml"
+    assert t.teacher_checkpoint == "runs/paper/b_teacher/model_final.pth.tar"
     assert t.init_checkpoint.endswith("mae_pretrain_vit_base.pth")
     teacher = load_config(REPO / t.teacher_config).model
-    assert teacher.search_size // teacher.patch_size * 4 == m.num_bins  # 72x72 corner maps: no resampling
+    assert teacher.search_size // teacher.patch_size * 4 == 72  # 72x72 corner maps, resampled onto the 96 bins
 
 
 def test_quickstart_teacher_and_student_fit(teacher_file):
