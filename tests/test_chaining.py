@@ -3,15 +3,16 @@ check of an init checkpoint against the stage config, and the paper configs walk
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from mixformerv2.config import ConfigError, load_config
-from mixformerv2.models import build_model, read_checkpoint, save_checkpoint
+from mixformerv2.config import ConfigError, dump_config, load_config
+from mixformerv2.models import build_model, read_checkpoint
 from mixformerv2.models.surgery import mlp_unit_importance, resample_pos_embed, truncate_mlp
-from mixformerv2.train.chaining import (ChainError, init_problems, model_layout, stage_output_model)
+from mixformerv2.train.chaining import ChainError, init_problems, model_layout, stage_output_model
 from mixformerv2.train.run import run_training
 from mixformerv2.train.stage import build_stage
 from mixformerv2.train.stages import TeacherMismatchError
@@ -70,8 +71,6 @@ def test_units_that_do_not_reach_the_output_are_cut_without_changing_it(stage1):
             block.mlp.fc1.weight[0::2] *= 3.0
     narrow_state, kept = truncate_mlp(wide.state_dict(), 32)
     assert all(index == list(range(0, 64, 2)) for index in kept.values())
-    from dataclasses import replace
-
     narrow = build_model(replace(wide_cfg, mlp_ratio=1.0)).eval()
     narrow.load_state_dict(narrow_state, strict=True)
     batch = fake_batch()
@@ -142,8 +141,6 @@ def test_the_config_stored_in_a_final_model_is_compared_too(stage1, tmp_path):
     """Heads are not visible in the tensors' shapes; the config the trainer stores in model_final says them."""
     state = read_checkpoint(stage1[1])["net"]
     stored = load_config(stage1[0], ["model.num_heads=4"])
-    from mixformerv2.config import dump_config
-
     final = tmp_path / "final.pth.tar"
     torch.save({"net": state, "config": dump_config(stored)}, final)
     with pytest.raises(ChainError, match=r"^model\.num_heads: the stage config says 2 but .*final\.pth\.tar has 4"):
@@ -221,10 +218,8 @@ def test_each_paper_stage_starts_from_the_previous_one_and_the_chain_ends_in_the
         assert init_problems(cfg, stage_output_model(paper(previous)), previous, name) == []
         if cfg.train.stage == "deep_to_shallow":  # its teacher fits, once adapted to the student's crops
             teacher = load_config(REPO / cfg.train.teacher_config)
-            from dataclasses import replace
-
-            adapted = replace(teacher, model=replace(teacher.model, **{k: getattr(cfg.model, k)
-                                                                       for k in cfg.train.teacher_adapt}))
+            sizes = {k: getattr(cfg.model, k) for k in cfg.train.teacher_adapt}
+            adapted = replace(teacher, model=replace(teacher.model, **sizes))
             assert stage2_teacher_problems(cfg, adapted) == []
             assert cfg.train.teacher_checkpoint == f"runs/paper/{Path(cfg.train.teacher_config).stem}/" \
                                                    "model_final.pth.tar"
@@ -234,8 +229,6 @@ def test_each_paper_stage_starts_from_the_previous_one_and_the_chain_ends_in_the
 def test_the_stage_output_is_pruned_only_when_the_fade_completes():
     b2 = paper("b_stage2")
     assert stage_output_model(b2).depth == 8
-    from dataclasses import replace
-
     assert stage_output_model(replace(b2, train=replace(b2.train, epochs=39))).depth == 12  # rate 0.00154 at the end
     assert stage_output_model(replace(b2, train=replace(b2.train, epochs=10, remove_epochs=10))).depth == 8
 
