@@ -138,8 +138,10 @@ def test_two_shards_fill_one_folder_that_analyze_scores_when_both_are_done(tiny,
     assert test.main(_test_args(tiny, tmp_path / "results", "--run", "tiny", "--shard", "2/2")) == 0
     assert sorted(p.name for p in folder.glob("*.txt")) == ["airplane-1.txt", "airplane-1_time.txt",
                                                            "rubicCube-1.txt", "rubicCube-1_time.txt"]
-    assert analyze.main(scoring) == 0
+    assert analyze.main([*scoring, "--json", str(tmp_path / "report.json")]) == 0
     assert "2 sequences" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "auc" in report["units"]["percent (0-100)"] and 0 <= report["trackers"]["tiny"]["auc"] <= 100
 
 
 def test_a_shard_with_other_settings_is_refused_and_so_is_scoring_a_mixed_merge(tiny, tmp_path, capsys):

@@ -27,8 +27,8 @@ import numpy as np
 from mixformerv2.data.registry import get_dataset
 from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_sequence, evaluate_tracker, get_rules
-from mixformerv2.evaluation.report import (format_table, load_paper_results, paper_rows, plot_curves,
-                                          write_json)
+from mixformerv2.evaluation.report import (SCORE_UNITS, format_table, load_paper_results, paper_rows,
+                                          plot_curves, write_json)
 from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results, find_result_files
 from mixformerv2.utils.cli import cli_main, make_parser
 from mixformerv2.utils.errors import UserError
@@ -51,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--paper", action="store_true", help="add the published numbers (paper_results.tsv)")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="score over the sequences every tracker has, instead of failing on missing files")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="pytracking")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="pytracking",
+                   help="pytracking (default): the analysis behind the published MixFormerV2 numbers; toolkit: the "
+                        "benchmark's official toolkit (LaSOT/TNL2K MATLAB, got10k for OTB-100, UAV123, NfS)")
     p.add_argument("--validity", choices=VALIDITY_RULES, default="wh",
                    help="pytracking GT validity: wh (MixFormerV2/OSTrack, default) or xywh (pytracking HEAD)")
     p.add_argument("--exclude-invalid-frames", action="store_true",
@@ -127,7 +129,8 @@ def main(argv=None) -> int:
         print(f"{len(sequences) - len(complete)} of {len(sequences)} sequences left out (missing or malformed "
               "results): " + ", ".join(f"{t}: {len(p)} missing" for t, p in bad.items()))
     if args.json:
-        payload = {"dataset": args.dataset, "protocol": args.protocol, "num_sequences": len(complete),
+        payload = {"units": SCORE_UNITS, "dataset": args.dataset, "protocol": args.protocol,
+                   "num_sequences": len(complete),
                    "num_sequences_total": len(sequences),
                    "missing": {t: sorted(p) for t, p in problems.items()},
                    "box_rules": {t: rule.as_dict() for t, rule in applied.items()}, "trackers": summaries}

@@ -23,7 +23,8 @@ from mixformerv2.boxes import check_box_xywh
 from mixformerv2.config import load_config
 from mixformerv2.data.sequence import read_frame_rgb
 from mixformerv2.tracking.tracker import build_tracker
-from mixformerv2.utils.cli import add_backend_args, add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import (add_backend_args, add_checkpoint_args, add_config_args, add_device_arg,
+                                   checkpoint_from_args, cli_main, make_parser)
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
@@ -40,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--frames", help="folder of frames (sorted by the number in the file name)")
     p.add_argument("--init-box", required=True, help="target in the first frame: x,y,w,h (pixels)")
     add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="official-format checkpoint")
+    add_checkpoint_args(p)
     p.add_argument("--out", default="demo_out.mp4", help="annotated video to write (mp4v)")
     p.add_argument("--csv", default=None, help="per-frame boxes and scores (default: --out with .csv)")
     add_device_arg(p)
@@ -108,13 +109,16 @@ def video_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def open_source(args) -> tuple[Iterator[np.ndarray], float | None]:
-    """(RGB frames, frame rate or None) of ``--video`` or ``--frames``, checked before the model is built."""
+def open_source(args) -> tuple[Iterator[np.ndarray], float | None, int | None]:
+    """(RGB frames, frame rate or None, frame count or None) of ``--video`` or ``--frames``, checked before the
+    model is built. A video's count is its container's, which some formats do not know (None)."""
     if args.frames:
-        return (read_frame_rgb(path) for path in frame_paths(args.frames)), None
+        paths = frame_paths(args.frames)
+        return (read_frame_rgb(path) for path in paths), None, len(paths)
     capture = open_video(args.video)
     fps = capture.get(cv2.CAP_PROP_FPS)
-    return video_frames(capture), (fps if fps and fps > 0 else None)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return video_frames(capture), (fps if fps and fps > 0 else None), (count if count > 0 else None)
 
 
 def draw(frame_rgb: np.ndarray, box_xywh, score: float | None, index: int) -> np.ndarray:
@@ -133,10 +137,10 @@ def main(argv=None) -> int:
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     init_box = parse_box(args.init_box)
     device = resolve_device(args.device)
-    frames, video_fps = open_source(args)
+    frames, video_fps, frame_count = open_source(args)
     fps = args.fps or video_fps or 30.0
     cfg = load_config(args.config, args.overrides)
-    tracker = build_tracker(cfg, args.checkpoint, device, dataset=args.dataset,
+    tracker = build_tracker(cfg, checkpoint_from_args(args, logger), device, dataset=args.dataset,
                             cached=False if args.no_cache else None, backend=args.backend,
                             precision=args.precision, export_dir=args.export_dir,
                             compile_step=args.compile)
@@ -147,7 +151,7 @@ def main(argv=None) -> int:
     rows = ["frame,x,y,w,h,score"]
     writer = None
     try:
-        for index, frame in enumerate(tqdm(frames, desc="demo", unit="frame")):
+        for index, frame in enumerate(tqdm(frames, total=frame_count, desc="demo", unit="frame")):
             if index == 0:
                 check_box_in_frame(init_box, frame)
                 tracker.initialize(frame, init_box)
@@ -167,7 +171,8 @@ def main(argv=None) -> int:
     if writer is None:
         raise UserError(f"{args.video or args.frames}: no frames could be read")
     atomic_write_text(csv_path, "\n".join(rows) + "\n")
-    logger.info("wrote %s and %s (%d frames)", out, csv_path, len(rows) - 1)
+    logger.info("%d frames: annotated video %s, boxes and scores %s", len(rows) - 1, out.resolve(),
+                csv_path.resolve())
     return 0
 
 

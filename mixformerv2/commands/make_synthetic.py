@@ -25,7 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
     parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="dataset size")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
-    parser.add_argument("--formats", nargs="+", default=["lasot", "got10k"], choices=["lasot", "got10k"])
+    parser.add_argument("--formats", nargs="+", default=["lasot", "got10k"], choices=["lasot", "got10k"],
+                        help="benchmark layouts to write (default: both)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
     parser.add_argument("--size", default=None, metavar="WxH", help="override the preset's frame size, e.g. 320x240")
     return parser.parse_args(argv)

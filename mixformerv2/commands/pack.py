@@ -20,6 +20,7 @@ from mixformerv2.evaluation.packing import (KINDS, PackError, check_submission, 
                                            zip_kind)
 from mixformerv2.evaluation.results import BoxPolicy
 from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("pack")
@@ -31,7 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--results", help="results folder of one benchmark (<sequence>.txt, <sequence>_time.txt)")
     p.add_argument("--out", help="submission zip to write")
     p.add_argument("--check", metavar="ZIP", help="validate this submission zip instead of packing")
-    p.add_argument("--kind", dest="check_kind", choices=KINDS, help="with --check: the server (default: guessed)")
+    p.add_argument("--kind", dest="check_kind", choices=KINDS,
+                   help="with --check: the server (default: read from the zip's layout, and said; a zip that shows "
+                        "neither layout is an error)")
     p.add_argument("--root", help="dataset root: also check line counts against the test frames")
     p.add_argument("--expected-count", type=int, help="number of sequences expected (default: the test set)")
     p.add_argument("--force", action="store_true", help="write the zip even when the results have problems")
@@ -57,7 +60,14 @@ def main(argv=None) -> int:
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     kind = args.check_kind or args.kind
     if args.check and kind is None:
-        kind = zip_kind(args.check) or "trackingnet"
+        kind, reason = zip_kind(args.check)
+        if kind is None and reason.startswith("not a readable zip"):  # a problem of the zip, as the checks report
+            print(f"{args.check}: {reason}")
+            return 1
+        if kind is None:
+            raise UserError(f"{args.check}: cannot tell which server this submission is for: {reason}; give "
+                            "--kind got10k or --kind trackingnet")
+        print(f"{args.check}: a {kind} submission, read from its contents ({reason})")
     counts = frame_counts_from_dataset(kind, args.root) if args.root else None
     expectation = default_expectation(kind, args.expected_count, counts)
     if args.check:

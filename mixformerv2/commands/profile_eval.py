@@ -51,10 +51,11 @@ def write_fake_lasot(root: Path, results: Path, sequences: int, frames: int, tra
 @cli_main
 def main(argv=None) -> int:
     p = make_parser(__doc__)
-    p.add_argument("--sequences", type=int, default=280)
-    p.add_argument("--frames", type=int, default=685_360)
-    p.add_argument("--trackers", type=int, default=2)
-    p.add_argument("--protocol", default="pytracking")
+    p.add_argument("--sequences", type=int, default=280, help="synthetic sequences (default: 280, LaSOT test)")
+    p.add_argument("--frames", type=int, default=685_360,
+                   help="frames in all, spread over the sequences (default: 685,360, LaSOT test)")
+    p.add_argument("--trackers", type=int, default=2, help="trackers to score (default: 2)")
+    p.add_argument("--protocol", default="pytracking", help="analyze.py --protocol: pytracking (default) or toolkit")
     args = p.parse_args(argv)
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:

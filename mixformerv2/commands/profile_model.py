@@ -16,7 +16,6 @@ import json
 import logging
 import shlex
 import sys
-from pathlib import Path
 
 import torch
 
@@ -29,8 +28,9 @@ from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
 from mixformerv2.utils.log import setup_logging
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = [f"S={REPO / 'configs' / 'mixformerv2_s.yaml'}", f"B={REPO / 'configs' / 'mixformerv2_b.yaml'}"]
+logger = logging.getLogger("profile_model")
+
+DEFAULT_MODELS = ["S=mixformerv2_s", "B=mixformerv2_b"]  # released configs, by name
 
 
 def parse_models(entries: list[str], overrides: list[str]) -> dict:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--runs", type=int, default=None,
                         help="timed runs after warm-up (default 50; 30 per variant with --table)")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1, help="images per forward call (default 1, as in tracking)")
     parser.add_argument("--table", action="store_true", help="the speed table of the backends (CPU)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="NAME=YAML",
                         help="--table: the models (default: S and B)")
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="--table: the backends/precisions to measure (default: all that run here; CPU: "
                              f"{', '.join(SPEED_VARIANTS)}; CUDA: {', '.join(CUDA_SPEED_VARIANTS)})")
     parser.add_argument("--json", default=None, help="write the result as JSON here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while timing")
     parser.add_argument("--markdown", default=None, help="--table: write the Markdown table here")
     args = parser.parse_args(argv)
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UserError(f"--variants {' '.join(unknown)}: not measured on {device.type} (there: "
                             f"{', '.join(known)})")
+        logger.info("speed table: %d model(s), timing every variant in interleaved rounds (minutes on a CPU)",
+                    len(args.models))
         result = speed_table(parse_models(args.models, args.overrides), args.variants, device,
-                             runs=args.runs or 30)
+                             runs=args.runs or 30, progress=not args.no_progress)
         command = "python tools/profile_model.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         markdown = speed_markdown(result, command)
         print(markdown)
@@ -83,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(args.markdown, markdown)
     else:
         cfg = load_config(args.config, args.overrides)
-        result = {"config": args.config, **profile_model(cfg.model, device, args.runs or 50, args.batch)}
+        logger.info("%s: counting FLOPs and timing the full forward and the cached path on %s", args.config, device)
+        result = {"config": args.config, **profile_model(cfg.model, device, args.runs or 50, args.batch,
+                                                        progress=not args.no_progress)}
         print(json.dumps(result, indent=2))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")

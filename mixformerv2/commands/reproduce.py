@@ -24,10 +24,11 @@ from mixformerv2.data.registry import get_dataset
 from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import EXPECTED_COUNTS, Expectation, PackError, pack
 from mixformerv2.evaluation.protocols import eval_sequence, evaluate_tracker, get_rules
-from mixformerv2.evaluation.report import paper_rows, write_json
+from mixformerv2.evaluation.report import SCORE_UNITS, paper_rows, write_json
 from mixformerv2.evaluation.results import BoxPolicy, box_rule_for_folder, box_rules, collect_results
 from mixformerv2.tracking.runner import run_benchmark
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import (add_checkpoint_args, add_config_args, add_device_arg, checkpoint_from_args,
+                                   cli_main, make_parser)
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import setup_logging
 
@@ -42,21 +43,24 @@ METRICS = ("auc", "norm_precision", "precision", "ao", "sr50", "sr75")
 def parse_args(argv=None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_config_args(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--datasets", nargs="+", default=list(MAIN_TABLE), choices=KNOWN)
+    add_checkpoint_args(p)
+    p.add_argument("--datasets", nargs="+", default=list(MAIN_TABLE), choices=KNOWN, metavar="DATASET",
+                   help=f"benchmarks to track and score (default: the paper's main table, {' '.join(MAIN_TABLE)}; "
+                        f"known: {', '.join(KNOWN)})")
     for name in KNOWN:
         p.add_argument(f"--root-{name.replace('_', '-')}", dest=f"root_{name}", default=None,
                        help=f"{name} root (default: the registry's root resolution)")
-    p.add_argument("--workers", type=int, default=1)
-    add_device_arg(p)
-    p.add_argument("--results", default="results")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (each builds the model)")
+    add_device_arg(p, workers=True)
+    p.add_argument("--results", default="results", help="results root folder (<results>/<run>/<dataset>/)")
     p.add_argument("--run", default=None, help="run name (default: the config file's stem)")
     p.add_argument("--paper-tracker", default=None,
                    help="row of paper_results.tsv to compare with (default: from the config: MixFormerV2-B/-S)")
     p.add_argument("--full-precision", action="store_true",
                    help="score and pack the boxes as stored (default: truncated toward zero, as the official "
                         "runner saves them and the paper's numbers were computed)")
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-cache", action="store_true",
+                   help="full forward every frame (default: the cached template path where the model has one)")
     return p.parse_args(argv)
 
 
@@ -95,7 +99,7 @@ def process_dataset(args, cfg, run: str, dataset: str) -> dict:
     logger.info("%s: %d sequences, search factor %.2f, update interval %d", dataset, len(sequences),
                 settings.search_factor, settings.update_interval)
     with logging_redirect_tqdm():
-        summary = run_benchmark(cfg, args.checkpoint, sequences, dataset, results_root=args.results, run_name=run,
+        summary = run_benchmark(cfg, args.weights, sequences, dataset, results_root=args.results, run_name=run,
                                 device=args.device, workers=args.workers,
                                 cached=False if args.no_cache else None)
     policy = BoxPolicy(full_precision=args.full_precision)
@@ -147,6 +151,7 @@ def main(argv=None) -> int:
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     args.device = resolve_device(args.device)
     cfg = load_config(args.config, args.overrides)
+    args.weights = checkpoint_from_args(args, logger)
     run = args.run or Path(args.config).stem
     paper_tracker = args.paper_tracker or paper_tracker_for(cfg)
     report = {}
@@ -156,7 +161,8 @@ def main(argv=None) -> int:
           + (", full-precision boxes)" if args.full_precision else ", boxes truncated toward zero)"))
     print(comparison_table(report, paper_tracker))
     write_json(Path(args.results) / run / "reproduce.json",
-               {"config": args.config, "checkpoint": args.checkpoint, "paper_tracker": paper_tracker,
+               {"units": SCORE_UNITS, "config": args.config, "checkpoint": args.checkpoint,
+                "paper_tracker": paper_tracker,
                 "datasets": report})
     return 1 if any(e["status"] in ("failed", "skipped") for e in report.values()) else 0
 
