@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zipfile
 
 from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import (KINDS, PackError, check_submission, default_expectation, pack,
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     kind = args.check_kind or args.kind
     if args.check and kind is None:
         kind, reason = zip_kind(args.check)
-        if kind is None and reason.startswith("not a readable zip"):  # a problem of the zip, as the checks report
+        if kind is None and not zipfile.is_zipfile(args.check):  # a problem of the zip: reported as the checks do
             print(f"{args.check}: {reason}")
             return 1
         if kind is None:
