@@ -1,6 +1,7 @@
 """Model profiling: parameters, FLOPs (``torch.utils.flop_counter``), latency, and the machine's matmul speed.
 
-FLOPs count one multiply-add as 2 FLOPs. The CPU attention kernel is not in PyTorch's FLOP registry, so its
+FLOPs count one multiply-add as 2 FLOPs; GMACs (multiply-accumulates, what the tracking papers call "FLOPs": the
+paper's MixFormerV2-B "~28 GFLOPs" is 56.3 GFLOPs here) are reported beside them, labelled, as GFLOPs / 2. The CPU attention kernel is not in PyTorch's FLOP registry, so its
 count (2 matmuls: Q K^T and P V) is registered here. ``speed_table`` compares the backends
 (``mixformerv2.export.backends``) for several models; see its docstring.
 """
@@ -12,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .config.schema import ModelConfig
@@ -23,6 +25,11 @@ def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, 
 
 
 _EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
+def gmacs(gflops: float) -> float:
+    """GFLOPs -> GMACs (one multiply-accumulate = 2 FLOPs)."""
+    return gflops / 2.0
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -38,35 +45,43 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved_times_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
-                         warmup: int = 10, block: int = 10) -> dict[str, list[float]]:
+                         warmup: int = 10, block: int = 10, progress: bool = False) -> dict[str, list[float]]:
     """Wall times (ms) of at least ``runs`` calls of each function.
 
     The functions take turns in blocks of ``block`` consecutive calls (the first call of each block, after the
     switch, is not timed), so each is measured in steady state, as in a tracking loop, while a change in machine
-    load during the measurement affects all of them alike.
+    load during the measurement affects all of them alike. ``progress``: a progress bar over the calls (warm-up
+    included), on stderr.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    while min(len(v) for v in times.values()) < runs:
-        for name, fn in fns.items():
-            fn()
-            _sync(device)
-            for _ in range(block):
-                start = time.perf_counter()
+    rounds = -(-runs // block)
+    bar = tqdm(total=len(fns) * (warmup + rounds * (block + 1)), desc="timing", unit="call", disable=not progress,
+               leave=False)
+    with bar:
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+                bar.update(1)
+        _sync(device)
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        while min(len(v) for v in times.values()) < runs:
+            for name, fn in fns.items():
+                bar.set_postfix_str(name)
                 fn()
                 _sync(device)
-                times[name].append((time.perf_counter() - start) * 1e3)
+                for _ in range(block):
+                    start = time.perf_counter()
+                    fn()
+                    _sync(device)
+                    times[name].append((time.perf_counter() - start) * 1e3)
+                bar.update(block + 1)
     return times
 
 
 def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, runs: int = 50,
-                          warmup: int = 10, block: int = 10) -> dict[str, float]:
+                          warmup: int = 10, block: int = 10, progress: bool = False) -> dict[str, float]:
     """Median of ``interleaved_times_ms`` per function (ms per call)."""
     return {name: statistics.median(values)
-            for name, values in interleaved_times_ms(fns, device, runs, warmup, block).items()}
+            for name, values in interleaved_times_ms(fns, device, runs, warmup, block, progress).items()}
 
 
 def matmul_benchmark(device: torch.device, size: int = 2048,
@@ -78,11 +93,23 @@ def matmul_benchmark(device: torch.device, size: int = 2048,
     return (lambda: a @ b), 2.0 * size ** 3
 
 
+#: The units of ``profile_model``'s numbers, written into its JSON.
+PROFILE_UNITS = {
+    "params_m": "millions of parameters",
+    "gflops_*": "1e9 floating-point operations per call, one multiply-add = 2",
+    "gmacs_*": "1e9 multiply-accumulates per call (= GFLOPs / 2; what tracking papers call FLOPs)",
+    "ms_*": "milliseconds per call, median",
+    "machine_gflops, achieved_gflops_*": "GFLOP/s",
+    "efficiency_cached, speedup_cached": "ratio",
+}
+
+
 @torch.inference_mode()
-def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: int = 50, batch: int = 1) -> dict:
-    """Parameters, FLOPs and median latency of the full forward and of the cached path (one frame against
-    cached templates), plus the machine's fp32 matmul GFLOP/s (2048 x 2048, timed in the same interleaved rounds)
-    and the fraction of it the cached path achieves."""
+def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: int = 50, batch: int = 1,
+                  progress: bool = False) -> dict:
+    """Parameters, FLOPs (and GMACs) and median latency (ms) of the full forward and of the cached path (one frame
+    against cached templates), plus the machine's fp32 matmul GFLOP/s (2048 x 2048, timed in the same interleaved
+    rounds) and the fraction of it the cached path achieves. ``progress``: a progress bar while timing."""
     device = torch.device(device)
     model = build_model(cfg).eval().to(device)
     t, s = cfg.template_size, cfg.search_size
@@ -101,16 +128,19 @@ def profile_model(cfg: ModelConfig, device: str | torch.device = "cpu", runs: in
     fns = {"full": full, "matmul": matmul}
     if cache is not None:
         fns["cached"] = cached
-    ms = interleaved_median_ms(fns, device, runs, block=max(1, min(10, runs // 5)))
+    ms = interleaved_median_ms(fns, device, runs, block=max(1, min(10, runs // 5)), progress=progress)
     result = {
         "model": cfg.name, "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops_full": count_flops(full) / 1e9,
         "ms_full": ms["full"],
         "machine_gflops": matmul_flops / (ms["matmul"] * 1e-3) / 1e9,
+        "units": PROFILE_UNITS,
     }
+    result["gmacs_full"] = gmacs(result["gflops_full"])
     if cache is not None:
         result["gflops_cached"] = count_flops(cached) / 1e9
+        result["gmacs_cached"] = gmacs(result["gflops_cached"])
         result["ms_cached"] = ms["cached"]
         result["speedup_cached"] = result["ms_full"] / result["ms_cached"]
         achieved = result["gflops_cached"] / (result["ms_cached"] * 1e-3)
@@ -229,7 +259,7 @@ def _model_variants(cfg: ModelConfig, variants: dict, cpu, device: torch.device,
 @torch.inference_mode()
 def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None = None,
                 device: torch.device | str = "cpu", runs: int = 30, warmup: int = 3, block: int = 5,
-                seed: int = 0) -> dict:
+                seed: int = 0, progress: bool = False) -> dict:
     """Per frame on this CPU (or GPU), for every model (random weights) and every variant of ``SPEED_VARIANTS``
     (``CUDA_SPEED_VARIANTS`` on a GPU; ``variants`` names a subset) that can run here: the network alone (one ``forward_search`` against cached templates, or the full forward for
     ``torch_fp32_full``) and the whole tracker step (crop, normalise, network, post-process: ``track``), each
@@ -238,7 +268,7 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
     achieved GFLOP/s against the fp32 and bf16 matmul peaks measured in the same rounds.
 
     Returns ``{"machine": machine_info(), "auto": {...}, "models": {name: {"peak_gflops": {"fp32", "bf16"},
-    "gflops": {"full", "cached"}, "skipped": {variant: reason}, "backends": {variant: row}}}}``, a row being
+    "gflops": {"full", "cached"}, "gmacs": {"full", "cached"}, "skipped": {variant: reason}, "backends": {variant: row}}}}``, a row being
     ``{"backend", "precision", "path", "ms_p50", "ms_p95", "tracker_ms_p50", "tracker_ms_p95", "fps",
     "speedup_vs_full", "tracker_speedup_vs_full", "gflops", "achieved_gflops", "of_fp32_peak", "of_bf16_peak"}``.
     """
@@ -269,11 +299,12 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
             if cpu.native_bf16 or device.type == "cuda":
                 peaks["bf16"] = matmul_benchmark(device, dtype=torch.bfloat16)
             times = interleaved_times_ms({**fns, **{f"matmul/{k}": fn for k, (fn, _) in peaks.items()}}, device,
-                                         runs, warmup, block)
+                                         runs, warmup, block, progress)
         peak = {k: flops / (statistics.median(times[f"matmul/{k}"]) * 1e-3) / 1e9 for k, (_, flops) in peaks.items()}
         result["models"][model_name] = {
             "config": cfg.name, "peak_gflops": {"fp32": peak["fp32"], "bf16": peak.get("bf16")},
-            "gflops": {"full": gflops_full, "cached": gflops_cached}, "skipped": skipped,
+            "gflops": {"full": gflops_full, "cached": gflops_cached},
+            "gmacs": {"full": gmacs(gflops_full), "cached": gmacs(gflops_cached)}, "skipped": skipped,
             "backends": _rows(times, {n: spec for n, spec in chosen.items() if n in fns}, gflops_full,
                               gflops_cached, peak)}
         if device.type == "cuda" and model_name in PAPER_GPU_FPS:
@@ -320,8 +351,10 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
         lines.insert(1, f"GPU: {machine['gpu']} (device {result['device']})")
     for name, entry in result["models"].items():
         peaks = entry["peak_gflops"]
-        lines += ["", f"**MixFormerV2-{name}**: {entry['gflops']['full']:.1f} GFLOPs full forward, "
-                      f"{entry['gflops']['cached']:.1f} cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
+        lines += ["", f"**MixFormerV2-{name}**: {entry['gflops']['full']:.1f} GFLOPs = "
+                      f"{gmacs(entry['gflops']['full']):.1f} GMACs (the papers' \"FLOPs\") full forward, "
+                      f"{entry['gflops']['cached']:.1f} GFLOPs = {gmacs(entry['gflops']['cached']):.1f} GMACs "
+                      "cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
                       + (f", {peaks['bf16']:.0f} bf16" if peaks.get("bf16") else ""), "",
                   "| backend | precision | path | network ms p50 / p95 | tracker step ms p50 / p95 | FPS | "
                   "× vs fp32 full (network / step) | GFLOP/s | % of fp32 / bf16 peak |",

@@ -250,8 +250,11 @@ def test_setup_logging_other_ranks_only_write_their_file(tmp_path, capsys):
 
 def test_tools_share_one_parser_and_logging_setup():
     """No tool defines its own --config/--set/--device or calls logging.basicConfig: they use utils.cli/utils.log."""
-    for path in sorted((REPO / "tools").glob("*.py")):
+    paths = [*sorted((REPO / "mixformerv2" / "commands").glob("[!_]*.py")), *sorted((REPO / "tools").glob("*.py"))]
+    for path in paths:
         text = path.read_text()
+        if path.parent.name == "tools" and "A thin wrapper" in text:
+            continue
         for pattern in ('add_argument("--set"', 'add_argument("--device"', 'add_argument("--config"',
                         "basicConfig(", "ArgumentParser("):
             assert pattern not in text, f"{path.name}: {pattern}"

@@ -176,9 +176,39 @@ def _check(cfg: Config, origins: Origins, fallback: str, stages: Collection[str]
         raise ConfigError(f"{source}: {first.key}: {first.message}")
 
 
+#: The released-model configs, shipped inside the package (``mixformerv2/configs/`` in a wheel, built from the
+#: repository's ``configs/``, the files people edit) and selectable by name: ``--config mixformerv2_s``.
+RELEASED_CONFIGS = ("mixformerv2_b", "mixformerv2_s", "mixvit_b_teacher")
+
+
+def released_config_dir() -> Path | None:
+    """Where the released configs are: ``<package>/configs`` when installed, ``<checkout>/configs`` when the
+    package runs from a source checkout; None when neither exists."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "configs"
+    if installed.is_dir():
+        return installed
+    checkout = package.parent
+    return checkout / "configs" if (checkout / "pyproject.toml").is_file() else None
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or the file of a released config named without a folder or suffix (``mixformerv2_s``);
+    a name that is neither an existing file nor a released config raises ``ConfigError`` listing the names."""
+    path = Path(path)
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    folder = released_config_dir()
+    if str(path) in RELEASED_CONFIGS and folder is not None and (folder / f"{path}.yaml").is_file():
+        return folder / f"{path}.yaml"
+    raise ConfigError(f"{path}: no such config file, nor a released config name (known: "
+                      f"{', '.join(RELEASED_CONFIGS)})")
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
                 stages: Collection[str] = STAGES) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None), merge ``KEY=VALUE`` overrides and validate.
+    ``path`` may also name a released config (``mixformerv2_b``, see ``resolve_config_path``).
 
     ``stages``: the names ``train.stage`` may take (default: the package's ``STAGES``; the training tool passes
     the registered stages). Returns a frozen ``Config``; raises ``ConfigError`` naming the file or override and
@@ -187,7 +217,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     origins: Origins = {}
     cfg = Config()
     if path is not None:
-        cfg = _apply_file(cfg, Path(path), origins)
+        cfg = _apply_file(cfg, resolve_config_path(path), origins)
     cfg = apply_overrides(cfg, overrides, origins)
     _check(cfg, origins, str(path) if path is not None else DEFAULTS_SOURCE, stages)
     return cfg

@@ -240,19 +240,31 @@ def pack(kind: str, results_dir: str | Path, out_zip: str | Path, expectation: E
 
 
 # --------------------------------------------------------------------------------------------------- checking
-def detect_kind(paths: list[str]) -> str:
-    """``got10k`` when the files sit in per-sequence folders, else ``trackingnet``."""
+def detect_kind(paths: list[str]) -> tuple[str | None, str]:
+    """Which server a submission's file list is for, read from its contents: ``(kind, what showed it)``, or
+    ``(None, why it cannot be told)``. GOT-10k: ``<seq>_001.txt`` files (one folder per sequence); TrackingNet:
+    only ``.txt`` files, no ``_001.txt``, all at one level (the top, or one extra folder, which the layout check
+    then reports)."""
     files = [p for p in paths if not p.endswith("/")]
-    return "got10k" if any(p.endswith("_001.txt") for p in files) else "trackingnet"
+    if not files:
+        return None, "the zip holds no files"
+    runs = [p for p in files if p.endswith("_001.txt")]
+    if runs:
+        return "got10k", f"{len(runs)} per-sequence <seq>_001.txt file(s), e.g. {runs[0]}"
+    depths = {p.count("/") for p in files}
+    if all(p.endswith(".txt") for p in files) and len(depths) == 1 and depths <= {0, 1}:
+        return "trackingnet", f"{len(files)} <seq>.txt file(s) at one level, no <seq>_001.txt, e.g. {files[0]}"
+    return None, (f"neither layout: no <seq>_001.txt (GOT-10k) and not only .txt files at one level (TrackingNet), "
+                  f"e.g. {files[0]}")
 
 
-def zip_kind(zip_path: str | Path) -> str | None:
-    """The kind of a submission zip, guessed from its layout; None when it cannot be read."""
+def zip_kind(zip_path: str | Path) -> tuple[str | None, str]:
+    """``detect_kind`` of a zip's members; ``(None, reason)`` also when the zip cannot be read."""
     try:
         with zipfile.ZipFile(zip_path) as zf:
             return detect_kind(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return None
+    except (OSError, zipfile.BadZipFile) as err:
+        return None, f"not a readable zip file ({err})"
 
 
 def check_submission(zip_path: str | Path, kind: str | None = None,
@@ -265,7 +277,10 @@ def check_submission(zip_path: str | Path, kind: str | None = None,
                        for info in zf.infolist() if not info.is_dir()}
     except (OSError, zipfile.BadZipFile) as err:
         return [f"{zip_path}: not a readable zip file ({err})"]
-    kind = kind or detect_kind(list(members))
+    if kind is None:
+        kind, reason = detect_kind(list(members))
+        if kind is None:
+            return [f"{zip_path}: cannot tell which server this submission is for: {reason}"]
     expectation = expectation or default_expectation(kind)
     return [f"{zip_path}: {p}" for p in _check_members(kind, members, expectation)]
 

@@ -72,6 +72,18 @@ def format_table(trackers: dict[str, dict], paper: dict[str, dict[str, float]] |
     return "\n".join(lines)
 
 
+#: The units of the scores in a JSON report (``evaluate_tracker``'s keys), written into it as ``"units"``.
+SCORE_UNITS = {
+    "percent (0-100)": ["auc", "op50", "op75", "precision", "norm_precision", "precision_auc",
+                        "norm_precision_auc", "ao", "sr50", "sr75", "success_curve", "precision_curve",
+                        "norm_precision_curve"],
+    "frames": ["num_frames"],
+    "success_curve x-axis": "overlap threshold, 0 to 1 (21 points; GOT-10k: 101)",
+    "precision_curve x-axis": "centre error threshold in pixels, 0 to 50 (51 points)",
+    "norm_precision_curve x-axis": "normalised centre error threshold, 0 to 0.5 (51 points)",
+}
+
+
 def write_json(path: str | Path, payload: dict) -> None:
     """Write a report as indented JSON (atomically)."""
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

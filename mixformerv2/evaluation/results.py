@@ -37,6 +37,11 @@ _SEPARATORS = re.compile(r"[,\t ]+")
 
 #: The manifest our runner (``tracking/runner.py``) writes beside its result files.
 MANIFEST = "run.json"
+#: ``run.json`` entries that must agree before results are combined (the rest is provenance only): a re-run that
+#: resumes a folder, and the shards of one benchmark run on several machines.
+MATCH_KEYS = ("checkpoint_sha256", "model", "settings", "tracker")
+#: What each shard of a sharded run (``tools/test.py --shard K/N``) writes beside ``run.json``.
+SHARD_MANIFEST_GLOB = "run.shard-*.json"
 #: Score the boxes truncated toward zero, as the official runner's ``astype(int)`` saves them.
 TRUNCATE_INT = "truncate_int"
 #: Score the boxes exactly as the file stores them.
@@ -164,8 +169,27 @@ def read_manifest(folder: str | Path) -> dict | None:
     """Our ``run.json`` in ``folder``, or None when there is none. Raises :class:`ResultFileError` naming the file
     when it is not a JSON object."""
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
+    return _read_json_object(path) if path.is_file() else None
+
+
+def shard_manifest_name(index: int, count: int) -> str:
+    """The manifest file of shard ``index`` (1-based) of ``count``: ``run.shard-2-of-4.json``."""
+    return f"run.shard-{index}-of-{count}.json"
+
+
+def manifest_differences(old: dict, new: dict, keys: tuple[str, ...] = MATCH_KEYS, prefix: str = "") -> list[str]:
+    """``key: old (existing) vs new (this run)`` for every dotted key under ``keys`` where two manifests differ."""
+    out = []
+    for key in sorted(set(keys)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += manifest_differences(a, b, tuple(set(a) | set(b)), f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (this run)")
+    return out
+
+
+def _read_json_object(path: Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -175,15 +199,50 @@ def read_manifest(folder: str | Path) -> dict | None:
     return manifest
 
 
+def shard_manifests(folder: str | Path) -> dict[Path, dict]:
+    """The shard manifests of a results folder (path -> content), sorted by path."""
+    return {path: _read_json_object(path) for path in sorted(Path(folder).glob(SHARD_MANIFEST_GLOB))}
+
+
+def check_shards(folder: str | Path) -> None:
+    """Raise :class:`ResultFileError` when a shard of ``folder`` ran with another checkpoint, model, setting or
+    tracker than its ``run.json`` (shards merged from machines that did not run the same thing)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return
+    for path, shard in shard_manifests(folder).items():
+        diffs = manifest_differences(manifest, shard)
+        if diffs:
+            raise ResultFileError(f"{path}: this shard ran with other settings than {folder / MANIFEST}, refusing "
+                                  f"to score them together: " + "; ".join(d.replace("(existing)", "(run.json)")
+                                                                          .replace("(this run)", "(shard)")
+                                                                          for d in diffs), path=path)
+
+
+def unfinished_shards(folder: str | Path) -> list[str]:
+    """``K/N`` of every shard of ``folder`` whose sequences do not all have a box file yet."""
+    folder = Path(folder)
+    out = []
+    for path, shard in shard_manifests(folder).items():
+        info = shard.get("shard", {})
+        names = info.get("sequences", [])
+        if any(not (folder / f"{name}.txt").is_file() for name in names):
+            out.append(f"{info.get('index', '?')}/{info.get('count', '?')}")
+    return out
+
+
 def box_rule_for_folder(folder: str | Path, policy: BoxPolicy = BoxPolicy()) -> AppliedRule:
     """The box rule for the result files in ``folder`` under ``policy``.
 
     Ours (a ``run.json``): its ``box_rule`` (``truncate_int``; an older ``run.json`` without the key is treated as
     ``truncate_int`` with a warning), or ``as_stored`` with ``policy.full_precision``. Raw results: ``as_stored``, or
-    ``truncate_int`` with ``policy.truncate_raw``. An unknown ``box_rule`` raises naming the file.
+    ``truncate_int`` with ``policy.truncate_raw``. An unknown ``box_rule``, or a shard that ran with other settings
+    than ``run.json`` (:func:`check_shards`), raises naming the file.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
+    check_shards(folder)
     if manifest is None:
         if policy.truncate_raw:
             return AppliedRule(TRUNCATE_INT, "raw results, truncated as asked (truncate_raw)")

@@ -28,26 +28,25 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence as SequenceType
 
 import numpy as np
 from tqdm import tqdm
 
 from ..config import Config, TestConfig, config_to_dict
 from ..data.sequence import Sequence, read_frame_rgb
-from ..evaluation.results import MANIFEST, TRUNCATE_INT
-from ..utils.device import default_device
+from ..evaluation.results import MANIFEST, MATCH_KEYS, TRUNCATE_INT, manifest_differences, shard_manifest_name
+from ..utils.device import default_device, worker_devices
 from ..utils.io import atomic_write_text, sha256_file
 from ..utils.version import code_version
-from .tracker import build_tracker
+from .shards import shard_sequences
+from .tracker import RANDOM_INIT_SEED, build_tracker
 from .workers import TrackerSetupError, WorkerDiedError, WorkerPool, first_line
 
 logger = logging.getLogger(__name__)
 
 # The scoring rule written into run.json: the official runner saved truncated boxes, so ours are scored that way.
 BOX_RULE = TRUNCATE_INT
-# run.json entries that must agree before results are reused (the rest is provenance only).
-_MATCH_KEYS = ("checkpoint_sha256", "model", "settings", "tracker")
 
 __all__ = ["MANIFEST", "RunMismatchError", "RunSummary", "SequenceResult", "TrackerSetupError", "WorkerDiedError",
            "describe_tracker", "format_boxes", "make_manifest", "run_benchmark", "run_sequences", "track_sequence"]
@@ -69,16 +68,33 @@ class SequenceResult:
 
 @dataclass
 class RunSummary:
-    """Which sequences were tracked now, skipped as already complete, or failed (name -> error message)."""
+    """Which sequences were tracked now, skipped as already complete, or failed (name -> error message); the frames
+    tracked now, the seconds the tracker calls took (summed over the sequences, image reading excluded) and the wall
+    time of the run."""
 
     results_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    tracker_seconds: float = 0.0
+    wall_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def mean_fps(self) -> float:
+        """Frames tracked now / seconds of tracker calls (NaN when nothing was tracked)."""
+        return self.frames / self.tracker_seconds if self.tracker_seconds > 0 else float("nan")
+
+    def line(self) -> str:
+        """The run in one line: sequences, frames, mean FPS, wall time."""
+        count = len(self.done) + len(self.skipped) + len(self.failed)
+        return (f"{self.results_dir}: {count} sequences ({len(self.done)} tracked, {len(self.skipped)} already "
+                f"complete, {len(self.failed)} failed), {self.frames} frames tracked, mean {self.mean_fps:.1f} FPS "
+                f"(frames / tracker seconds), wall time {self.wall_seconds:.1f} s")
 
 
 # ------------------------------------------------------------------------------------------------ one sequence
@@ -170,6 +186,7 @@ def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str,
         "dataset": dataset,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "checkpoint_sha256": checkpoint_sha256,
+        "weights": "checkpoint" if checkpoint is not None else f"random-init (seed {RANDOM_INIT_SEED})",
         "model": resolved["model"],
         "settings": run_settings(cfg.test.for_dataset(dataset), dataset),
         "box_rule": BOX_RULE,
@@ -177,17 +194,6 @@ def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str,
         "config": resolved,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} (existing) vs {b!r} (this run)")
-    return out
 
 
 def existing_results(results_dir: Path) -> list[str]:
@@ -210,7 +216,7 @@ def check_results_dir(results_dir: Path, manifest: dict) -> dict | None:
     """Check that a run with ``manifest`` may add results to ``results_dir``; returns the ``run.json`` that locks
     the folder (None when nothing does).
 
-    Only existing results lock a folder: with box files present, the entries of ``_MATCH_KEYS`` that ``manifest``
+    Only existing results lock a folder: with box files present, the entries of ``MATCH_KEYS`` that ``manifest``
     has must equal the existing ``run.json``'s (``RunMismatchError`` lists the differences), and box files without
     a ``run.json`` (origin unknown) are refused. A ``run.json`` beside no box file locks nothing.
     """
@@ -224,8 +230,7 @@ def check_results_dir(results_dir: Path, manifest: dict) -> dict | None:
     if not finished:
         return None
     old = _read_manifest(path)
-    keys = [k for k in _MATCH_KEYS if k in manifest]
-    diffs = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
+    diffs = manifest_differences(old, manifest, tuple(k for k in MATCH_KEYS if k in manifest))
     if diffs:
         raise RunMismatchError(
             f"{path}: these results were produced with a different checkpoint or settings; refusing to mix "
@@ -235,8 +240,18 @@ def check_results_dir(results_dir: Path, manifest: dict) -> dict | None:
 
 def write_manifest(results_dir: Path, manifest: dict) -> None:
     """Check ``results_dir`` against the complete ``manifest`` and write it as ``run.json``; a folder locked by a
-    matching ``run.json`` keeps it (the provenance of its first results), with a warning when the code differs."""
+    matching ``run.json`` keeps it (the provenance of its first results), with a warning when the code differs.
+
+    A shard's manifest (a ``"shard"`` entry: index, count, sequences) is also written as its own
+    ``run.shard-K-of-N.json``, which ``evaluation.results.check_shards`` compares with ``run.json`` before scoring:
+    shards started at the same time, or run apart and copied together, cannot mix settings unnoticed.
+    """
     old = check_results_dir(results_dir, manifest)
+    if "shard" in manifest:
+        shard = manifest["shard"]
+        atomic_write_text(results_dir / shard_manifest_name(shard["index"], shard["count"]),
+                          json.dumps(manifest, indent=2) + "\n")
+        manifest = {k: v for k, v in manifest.items() if k != "shard"}
     path = results_dir / MANIFEST
     if old is not None:
         if old.get("code_version") != manifest["code_version"]:
@@ -269,11 +284,12 @@ def _build_tracker(tracker_factory: Callable):
         raise TrackerSetupError(first_line(err)) from err
 
 
-def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], results_dir: str | Path,
-                  manifest: dict, workers: int = 1, progress: bool = True) -> RunSummary:
+def run_sequences(tracker_factory: Callable | SequenceType[Callable], sequences: Iterable[Sequence],
+                  results_dir: str | Path, manifest: dict, workers: int = 1, progress: bool = True) -> RunSummary:
     """Track every sequence not yet complete in ``results_dir``.
 
-    tracker_factory: picklable zero-argument callable returning a tracker (built once per worker).
+    tracker_factory: picklable zero-argument callable returning a tracker (built once per worker), or one per
+    worker (worker k uses entry k modulo their number: how workers get devices of their own).
     manifest: ``make_manifest``'s ``run.json`` content; the built tracker's ``describe_tracker`` is added as
     ``"tracker"`` (what really runs), and the result is checked against an existing ``run.json`` and written before
     the first result.
@@ -284,9 +300,11 @@ def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], resu
     process or in any worker: the run ends at once) or ``WorkerDiedError`` (a worker process was killed or crashed).
     A sequence that fails is reported in the summary and the others go on.
     """
+    start = time.perf_counter()
     results_dir = Path(results_dir)
     check_results_dir(results_dir, manifest)
     sequences = list(sequences)
+    factories = list(tracker_factory) if isinstance(tracker_factory, (list, tuple)) else [tracker_factory]
     summary = RunSummary(results_dir)
     todo = []
     for seq in sequences:
@@ -298,23 +316,26 @@ def run_sequences(tracker_factory: Callable, sequences: Iterable[Sequence], resu
         logger.info("%s: %d of %d sequences already complete, skipped", results_dir, len(summary.skipped),
                     len(sequences))
     if not todo:
+        summary.wall_seconds = time.perf_counter() - start
         return summary
     tasks = [(seq, results_dir) for seq in todo]
     bar = tqdm(total=len(tasks), desc=results_dir.parent.name + "/" + results_dir.name, unit="seq",
                disable=not progress)
     try:
         if workers <= 1:
-            tracker = _build_tracker(tracker_factory)
+            tracker = _build_tracker(factories[0])
             write_manifest(results_dir, {**manifest, "tracker": describe_tracker(tracker)})
             _collect(map(partial(_track_and_write, tracker), tasks), summary, bar)
         else:
             processes = min(workers, len(tasks))
             threads = max(1, _available_cpus() // processes)
-            with WorkerPool(tracker_factory, describe_tracker, _track_and_write, processes, threads) as pool:
+            pool_factories = [factories[k % len(factories)] for k in range(processes)]
+            with WorkerPool(pool_factories, describe_tracker, _track_and_write, threads) as pool:
                 write_manifest(results_dir, {**manifest, "tracker": pool.start()})
                 _collect(pool.run(tasks), summary, bar)
     finally:
         bar.close()
+        summary.wall_seconds = time.perf_counter() - start
     for name, message in summary.failed.items():
         logger.error("sequence %s failed: %s", name, message)
     return summary
@@ -331,6 +352,8 @@ def _collect(outcomes, summary: RunSummary, bar) -> None:
     for name, error, frames, seconds in outcomes:
         if error is None:
             summary.done.append(name)
+            summary.frames += frames
+            summary.tracker_seconds += seconds
             fps = frames / seconds if seconds > 0 else float("nan")
             logger.info("%s: %d frames, %.1f FPS", name, frames, fps)
         else:
@@ -352,19 +375,33 @@ def run_benchmark(cfg: Config, checkpoint: str | Path | None, sequences: Iterabl
                   results_root: str | Path = "results", run_name: str = "default", device: str | None = None,
                   workers: int = 1, cached: bool | None = None, progress: bool = True,
                   folder: str | None = None, backend: str = "torch", precision: str | None = None,
-                  export_dir: str | Path | None = None, compile_step: bool = False) -> RunSummary:
+                  export_dir: str | Path | None = None, compile_step: bool = False,
+                  shard: tuple[int, int] | None = None, cuda_count: int | None = None) -> RunSummary:
     """Track ``sequences`` of benchmark ``dataset`` (a settings key, see ``settings_key``) into
     ``<results_root>/<run_name>/<folder or dataset>/``; each worker builds the tracker once with
-    ``build_tracker``.
+    ``build_tracker``, on its device from ``utils.device.worker_devices`` (``cuda`` without an index: round robin
+    over the visible GPUs, ``cuda_count`` of them; default: as many as torch sees).
+
+    shard: ``(K, N)`` tracks only part K of N of ``sequences`` (``tracking.shards.shard_sequences``) and records it
+    in ``run.shard-K-of-N.json``; the N parts, run on different machines into one folder, make the whole run.
 
     cached: ``None`` uses the cached template path where the model has one, ``True`` requires it (a model without
     one is refused with ``TrackerSetupError``), ``False`` runs the full forward. backend, precision, export_dir,
     compile_step: see ``build_tracker``. ``run.json`` records what ran.
     """
     device = device or default_device()
+    devices = worker_devices(device, workers, cuda_count)
     manifest = make_manifest(cfg, checkpoint, dataset)
-    manifest.update(results_folder=folder or dataset, device=str(device))
-    factory = partial(build_tracker, cfg, checkpoint, device, dataset, cached, backend, precision,
-                      None if export_dir is None else str(export_dir), compile_step)
+    manifest.update(results_folder=folder or dataset, device=str(device), devices=[str(d) for d in devices])
+    sequences = list(sequences)
+    if shard is not None:
+        sequences = shard_sequences(sequences, *shard)
+        manifest["shard"] = {"index": shard[0], "count": shard[1], "sequences": [s.name for s in sequences]}
+        logger.info("shard %d/%d: %d sequences, %d frames", shard[0], shard[1], len(sequences),
+                    sum(len(s) for s in sequences))
+    if len(set(devices)) > 1:
+        logger.info("workers on %s", ", ".join(f"{k + 1}: {d}" for k, d in enumerate(devices)))
+    factories = [partial(build_tracker, cfg, checkpoint, d, dataset, cached, backend, precision,
+                         None if export_dir is None else str(export_dir), compile_step) for d in devices]
     results_dir = Path(results_root) / run_name / (folder or dataset)
-    return run_sequences(factory, sequences, results_dir, manifest, workers=workers, progress=progress)
+    return run_sequences(factories, sequences, results_dir, manifest, workers=workers, progress=progress)

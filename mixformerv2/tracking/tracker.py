@@ -32,6 +32,8 @@ from ..utils.device import default_device
 from ..utils.io import sha256_file
 
 logger = logging.getLogger(__name__)
+#: The seed of the weights of a tracker built without a checkpoint (``--random-init``).
+RANDOM_INIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -204,18 +206,22 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
 
     ``dataset`` selects the per-benchmark settings of ``cfg.test`` (``cfg.test.for_dataset``: the benchmark's entry
     wins over the ``test`` defaults). Crops are normalised with ``cfg.model.image_mean``/``image_std``.
-    ``checkpoint=None`` keeps the random initialisation (tests and smoke runs only). ``cached``: see
+    ``checkpoint=None`` keeps the random initialisation, seeded with ``RANDOM_INIT_SEED`` (``--random-init``:
+    smoke runs without trained weights). ``cached``: see
     ``MixFormerV2Tracker``. ``backend``, ``precision``, ``export_dir`` (graphs of ``tools/export.py``, checked
     against this config and checkpoint) and ``compile_step``: see ``mixformerv2.export.backends.build_backend``
     (``backend="auto"`` picks backend and precision for this machine and logs why).
     """
     from ..models import build_model, load_checkpoint
 
-    model = build_model(cfg.model)
     if checkpoint is not None:
+        model = build_model(cfg.model)
         load_checkpoint(model, checkpoint)
-    else:
-        logger.warning("no checkpoint given: tracking with randomly initialised weights")
+    else:  # the same weights in every worker process and every resumed run, without touching the caller's RNG
+        logger.warning("no checkpoint given: tracking with randomly initialised weights (seed %d)", RANDOM_INIT_SEED)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model = build_model(cfg.model)
     online_size = cfg.test.for_dataset(dataset).online_size
     if online_size > 1 and backend == "auto":
         backend = "torch"  # the exported graphs take one online template

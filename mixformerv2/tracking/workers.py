@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -94,21 +94,24 @@ def _worker_main(parent_pid: int, threads: int, tracker_factory: Callable[[], An
 
 # ----------------------------------------------------------------------------------------------- in the parent
 class WorkerPool:
-    """``processes`` worker processes (spawned), each with a tracker from ``tracker_factory``.
+    """One worker process (spawned) per entry of ``tracker_factories``, each with the tracker that its factory
+    builds (a factory per process, so that each can build on a device of its own).
 
     Use as a context manager: ``start()`` waits until every worker has built its tracker and returns the first
     worker's ``describe(tracker)``; ``run(tasks)`` yields ``task_fn(tracker, task)`` for every task, in completion
     order. Leaving the block terminates the workers that are still running.
 
-    tracker_factory, describe, task_fn: picklable (module-level functions or ``functools.partial`` of them).
+    tracker_factories, describe, task_fn: picklable (module-level functions or ``functools.partial`` of them).
     threads: torch threads per worker.
     """
 
-    def __init__(self, tracker_factory: Callable[[], Any], describe: Callable[[Any], dict],
-                 task_fn: Callable[[Any, Any], Any], processes: int, threads: int = 1):
+    def __init__(self, tracker_factories: Sequence[Callable[[], Any]], describe: Callable[[Any], dict],
+                 task_fn: Callable[[Any, Any], Any], threads: int = 1):
         self._ctx = torch.multiprocessing.get_context("spawn")
-        self._args = (os.getpid(), threads, tracker_factory, describe, task_fn)
-        self._count = processes
+        self._factories = list(tracker_factories)
+        self._args = (os.getpid(), threads)
+        self._tail = (describe, task_fn)
+        self._count = len(self._factories)
         self._procs: list = []
         self._tasks = self._results = None
         self._current: dict[int, str | None] = {}  # pid -> sequence being tracked
@@ -125,7 +128,8 @@ class WorkerPool:
         self._tasks, self._results = self._ctx.Queue(), self._ctx.Queue()
         self._tasks.cancel_join_thread()  # unread tasks must not keep this process alive once the workers are gone
         for k in range(self._count):
-            proc = self._ctx.Process(target=_worker_main, args=(*self._args, self._tasks, self._results),
+            args = (*self._args, self._factories[k], *self._tail, self._tasks, self._results)
+            proc = self._ctx.Process(target=_worker_main, args=args,
                                      name=f"tracker-worker-{k + 1}", daemon=True)
             proc.start()
             self._procs.append(proc)

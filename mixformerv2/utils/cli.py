@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -102,17 +103,41 @@ def make_parser(doc: str | None) -> argparse.ArgumentParser:
 def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--config YAML`` and ``--set KEY=VALUE ...`` (repeatable; collected in ``args.overrides``)."""
     parser.add_argument("--config", required=required, metavar="YAML",
-                        help="config file, e.g. configs/mixformerv2_b.yaml (its _base_ chain is merged first)")
+                        help="config file, e.g. configs/mixformerv2_b.yaml (its _base_ chain is merged first), or a "
+                             "released config by name: mixformerv2_b, mixformerv2_s, mixvit_b_teacher")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys by dotted name, applied after the file; repeatable. Tracker "
                              "settings: a benchmark's own entry test.datasets.<name>.<key> wins over test.<key>, "
                              "e.g. --set test.datasets.lasot.search_factor=5.0")
 
 
-def add_device_arg(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default None: ``mixformerv2.utils.device.resolve_device`` picks cuda when available)."""
+def add_device_arg(parser: argparse.ArgumentParser, workers: bool = False) -> None:
+    """``--device`` (default None: ``mixformerv2.utils.device.resolve_device`` picks cuda when available).
+    ``workers``: the tool runs several worker processes, which ``cuda`` spreads over the visible GPUs."""
+    spread = (" With --workers, cuda spreads the workers round robin over all visible GPUs (worker k on "
+              "cuda:k mod GPUs); cuda:N puts them all on GPU N") if workers else ""
     parser.add_argument("--device", default=None,
-                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)."
+                             + spread)
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint PATH`` or ``--random-init`` (exactly one): the weights a tracking tool runs
+    (``checkpoint_from_args`` reads them)."""
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", metavar="PATH",
+                         help="official-format checkpoint that fits the config (weights under 'net'; loaded strictly)")
+    weights.add_argument("--random-init", action="store_true",
+                         help="no checkpoint: randomly initialised weights (seeded, the same in every process) to "
+                              "try the tools without trained weights; logged, and recorded in run.json")
+
+
+def checkpoint_from_args(args: argparse.Namespace, logger: logging.Logger) -> str | None:
+    """``args.checkpoint``, or None with a warning under ``--random-init``."""
+    if args.random_init:
+        logger.warning("--random-init: tracking with randomly initialised weights; the results mean nothing")
+        return None
+    return args.checkpoint
 
 
 

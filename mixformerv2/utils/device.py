@@ -33,3 +33,22 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu")
     return device
+
+
+def worker_devices(device: str | torch.device, workers: int, cuda_count: int | None = None) -> list[torch.device]:
+    """The device of each of ``workers`` tracker processes (at least one).
+
+    ``cuda`` without an index spreads the workers round robin over the visible GPUs: worker k (0-based) runs on
+    ``cuda:(k mod G)``, as pytracking's ``--num_gpus`` does, so ``--device cuda --workers 16`` on an 8-GPU node puts
+    two workers on each (``CUDA_VISIBLE_DEVICES`` chooses which GPUs are visible). ``cuda:N``, ``cpu`` and ``mps``
+    put every worker on that one device. ``cuda_count``: the number of visible GPUs (default
+    ``torch.cuda.device_count()``; tests pass a fake count).
+    """
+    device = torch.device(device)
+    count = max(1, workers)
+    if device.type != "cuda" or device.index is not None:
+        return [device] * count
+    gpus = torch.cuda.device_count() if cuda_count is None else cuda_count
+    if gpus < 1:
+        raise UserError("--device cuda: no CUDA device is visible (CUDA_VISIBLE_DEVICES?); use --device cpu")
+    return [torch.device("cuda", k % gpus) for k in range(count)]
