@@ -14,7 +14,7 @@ import yaml
 from mixformerv2.config import load_config
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.synthetic.scene import PRESETS
-from mixformerv2.models import build_model, read_checkpoint, save_checkpoint
+from mixformerv2.models import build_model, read_checkpoint
 from mixformerv2.train.pipeline import PipelineError, load_pipeline, select_stages, stage_config, stage_overrides
 from mixformerv2.train.pipeline_run import format_summary, is_finished, remove_stage_dir
 from mixformerv2.train.stages.dense_to_sparse import DenseToSparseStage
@@ -49,7 +49,8 @@ def write_stage_configs(folder: Path, data_root: Path) -> None:
         "stage1": {"model": {"name": "mixformerv2", "head_type": "mlp", "num_bins": 16},
                    "train": {"stage": "dense_to_sparse", "epochs": 2}},
         "stage2": {"model": {"name": "mixformerv2", "head_type": "mlp", "num_bins": 16},
-                   "train": {"stage": "deep_to_shallow", "remove_layers": [1], "remove_epochs": 1}},
+                   "train": {"stage": "deep_to_shallow", "remove_layers": [0], "remove_epochs": 1,
+                             "distill_layers_student": [1], "distill_layers_teacher": [1]}},
     }
     (folder / "base.yaml").write_text(yaml.safe_dump(base))
     for name, body in stages.items():
@@ -149,14 +150,16 @@ def test_a_pipeline_runs_skips_refuses_a_changed_config_and_reruns_fresh(configs
     assert run_tool("--pipeline", str(path)) == 0
     first = summary(out)
     assert [s["status"] for s in first.values()] == ["trained"] * 3
-    for name, depth in (("teacher", 2), ("stage1", 2), ("stage2", 1)):  # stage 2 faded layer 1 out and pruned it
+    for name, depth in (("teacher", 2), ("stage1", 2), ("stage2", 1)):  # stage 2 faded layer 0 out and pruned it
         record, folder = first[name], out / name
         model = build_model(load_config(folder / "model_final.yaml").model)
-        assert record["depth"] == depth == model.backbone.depth if hasattr(model.backbone, "depth") else True
+        assert record["depth"] == depth == len(model.backbone.blocks)
         assert record["params"] == sum(t.numel() for t in model.state_dict().values())
         assert record["wall_time_s"] > 0 and record["config"] == str(configs / f"{name}.yaml")
         assert set(record["train"]) >= {"loss", "iou"} and "iou" in record["val"]
-    assert load_config(out / "stage2" / "model_final.yaml").model.depth == 1
+    pruned = load_config(out / "stage2" / "model_final.yaml")  # block 1 distilled from teacher block 1 is now 0
+    assert pruned.model.depth == 1 and pruned.train.distill_layers_student == (0,)
+    assert pruned.train.distill_layers_teacher == (1,) and pruned.train.remove_layers == ()
     # stage 2 was taught by stage 1's final model and started from it
     stage2_cfg = load_config(out / "stage2" / "config.yaml")
     assert stage2_cfg.train.teacher_config == str(out / "stage1" / "model_final.yaml")

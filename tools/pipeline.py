@@ -32,7 +32,7 @@ from mixformerv2.train.pipeline_run import format_summary, run_pipeline
 from mixformerv2.train.trainer import NonFiniteError
 from mixformerv2.utils.cli import add_device_arg, cli_main, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
-from mixformerv2.utils.log import setup_logging
+from mixformerv2.utils.log import DATE_FORMAT, FORMAT, setup_logging
 
 logger = logging.getLogger("pipeline")
 
@@ -68,6 +68,26 @@ def evaluate_stage(benchmark: Benchmark, device, workers: int, progress: bool, s
                            progress=progress)
 
 
+class StageLogFile:
+    """The pipeline's ``log_to``: while a stage trains (``path`` given) its records also go to its ``train.log``;
+    ``None`` stops that. Everything also goes to stderr and ``<output>/pipeline.log``."""
+
+    def __init__(self) -> None:
+        self.handler: logging.Handler | None = None
+
+    def __call__(self, path: Path | None) -> None:
+        root = logging.getLogger()
+        if self.handler is not None:
+            root.removeHandler(self.handler)
+            self.handler.close()
+            self.handler = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handler = logging.FileHandler(path, encoding="utf-8")
+            self.handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+            root.addHandler(self.handler)
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -75,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     info = env_dist_info()
     level = logging.DEBUG if args.debug else logging.INFO
-
-    def log_to(stage_log: Path | None) -> None:
-        """Each stage's records also go to its train.log, the others to <output>/pipeline.log (rank 0)."""
-        setup_logging(level, info.rank, (stage_log or pipeline.output / "pipeline.log") if info.is_main else None)
-
-    log_to(None)
+    setup_logging(level, info.rank, pipeline.output / "pipeline.log" if info.is_main else None)
     evaluator = None
     if pipeline.benchmark is not None:
         evaluator = partial(evaluate_stage, pipeline.benchmark, device, args.workers, not args.no_progress)
@@ -88,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         with logging_redirect_tqdm():
             records = run_pipeline(pipeline, device=device, only=args.only, until=args.until, fresh=args.fresh,
                                    overrides=args.overrides, evaluate=args.evaluate, evaluator=evaluator,
-                                   progress=not args.no_progress, log_to=log_to)
+                                   progress=not args.no_progress,
+                                   log_to=StageLogFile() if info.is_main else None)
     except NonFiniteError as err:
         logger.error("%s", error_line(err))
         return NAN_GUARD_STATUS
