@@ -159,6 +159,16 @@ def _stage(raw: Any, index: int, positions: Mapping[str, int], path: Path) -> Pi
                          evaluate)
 
 
+def is_pipeline_file(path: str | Path) -> bool:
+    """Whether a YAML file is a pipeline file (a top-level ``stages`` list) rather than a stage config: both live
+    in ``configs/paper/`` and ``configs/quickstart/``."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError:
+        return False
+    return isinstance(raw, Mapping) and isinstance(raw.get("stages"), list)
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and check a pipeline file (format: the module docstring). Raises ``PipelineError`` naming the file
     and the key."""
