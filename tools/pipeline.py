@@ -30,7 +30,7 @@ from mixformerv2.train.distributed import env_dist_info
 from mixformerv2.train.pipeline import Benchmark, PipelineStage, load_pipeline
 from mixformerv2.train.pipeline_run import format_summary, run_pipeline
 from mixformerv2.train.trainer import NonFiniteError
-from mixformerv2.utils.cli import add_device_arg, cli_main, error_line, make_parser
+from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import DATE_FORMAT, FORMAT, setup_logging
 
@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           help="track and score every selected stage's final model on the file's benchmark "
                                "(default: the stages marked evaluate: true)")
     evaluate.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="evaluate no stage")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys of every stage, after the pipeline file's own set:")
+    add_overrides_arg(parser, "override config keys of every stage by dotted name, after the pipeline file's own "
+                              "set: lists; repeatable")
     parser.add_argument("--workers", type=int, default=1, help="tracker processes when evaluating")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)

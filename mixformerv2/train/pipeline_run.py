@@ -97,8 +97,7 @@ def is_finished(pipeline: Pipeline, stage: PipelineStage, cfg: Config) -> bool:
         more = f" and {len(differences) - 1} more key(s)" if len(differences) > 1 else ""
         raise PipelineError(f"{folder}: stage {stage.name} finished with another config than this run's, at "
                             f"{differences[0].replace('(checkpoint ', '(finished ')}{more}; {again}")
-    record_path = folder / STAGE_RECORD_FILE
-    recorded = json.loads(record_path.read_text()).get("inputs", {}) if record_path.is_file() else {}
+    recorded = read_stage_record(folder).get("inputs", {})
     for key, entry in recorded.items():
         if Path(entry["path"]).is_file() and sha256_file(entry["path"]) != entry["sha256"]:
             raise PipelineError(f"{folder}: stage {stage.name} was trained from {key} {entry['path']}, whose content "
@@ -162,7 +161,8 @@ def _train_stage(pipeline: Pipeline, stage: PipelineStage, cfg: Config, device, 
                  log_to: LogTo | None) -> tuple[str, float]:
     """Run (or resume) one stage; returns its status and wall time, and records it in ``pipeline_stage.json``."""
     folder = pipeline.stage_dir(stage.name)
-    check_inputs(pipeline, stage)
+    if env_dist_info().is_main:  # the other ranks may get here before rank 0 has written the previous stage's files
+        check_inputs(pipeline, stage)
     if log_to is not None:
         log_to(folder / "train.log")
     start = time.perf_counter()
@@ -181,9 +181,18 @@ def _train_stage(pipeline: Pipeline, stage: PipelineStage, cfg: Config, device, 
     return status, wall
 
 
-def _recorded_wall_time(folder: Path) -> float | None:
+def read_stage_record(folder: Path) -> dict[str, Any]:
+    """A stage folder's ``pipeline_stage.json`` ({} when there is none: a stage trained by hand)."""
     path = folder / STAGE_RECORD_FILE
-    return json.loads(path.read_text()).get("wall_time_s") if path.is_file() else None
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{path}: not valid JSON ({err}); delete it, or the folder with --fresh") from None
+    if not isinstance(record, dict):
+        raise PipelineError(f"{path}: expected a JSON object")
+    return record
 
 
 def _wants_evaluation(stage: PipelineStage, evaluate: bool | None) -> bool:
@@ -227,7 +236,7 @@ def run_pipeline(pipeline: Pipeline, device="cpu", only: Sequence[str] = (), unt
         if is_finished(pipeline, stage, cfg):
             logger.info("stage %s: skipped: %s exists and was made with this config", stage.name,
                         pipeline.model_path(stage.name))
-            status, wall = "skipped", _recorded_wall_time(folder)
+            status, wall = "skipped", read_stage_record(folder).get("wall_time_s")
         else:
             status, wall = _train_stage(pipeline, stage, cfg, device, progress, train, log_to)
         record = StageRecord(stage.name, str(stage.config), status, str(folder), wall_time_s=wall)
