@@ -28,6 +28,19 @@ def pruned_model_config(model: ModelConfig, removed: Sequence[int]) -> ModelConf
     return replace(model, depth=model.depth - len(set(removed)))
 
 
+def pruned_config(cfg: Config, removed: Sequence[int]) -> Config:
+    """The config of ``cfg``'s model without the blocks ``removed``: depth reduced, no ``train.remove_layers``, and
+    ``train.distill_layers_student`` renumbered as the blocks are (a pair whose student block was removed is
+    dropped, with its teacher block), so that the config stays valid for the shallower model."""
+    removed = set(removed)
+    t = cfg.train
+    pairs = [(s - sum(r < s for r in removed), teacher)
+             for s, teacher in zip(t.distill_layers_student, t.distill_layers_teacher) if s not in removed]
+    train = replace(t, remove_layers=(), distill_layers_student=tuple(p[0] for p in pairs),
+                    distill_layers_teacher=tuple(p[1] for p in pairs))
+    return replace(cfg, model=pruned_model_config(cfg.model, tuple(removed)), train=train)
+
+
 class PruneError(CheckpointError):
     """A layer cannot be pruned from a checkpoint (not faded, or not there); the message names the file."""
 

@@ -105,10 +105,16 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument("--config", required=required, metavar="YAML",
                         help="config file, e.g. configs/mixformerv2_b.yaml (its _base_ chain is merged first), or a "
                              "released config by name: mixformerv2_b, mixformerv2_s, mixvit_b_teacher")
+    add_overrides_arg(parser, "override config keys by dotted name, applied after the file; repeatable. Tracker "
+                              "settings: a benchmark's own entry test.datasets.<name>.<key> wins over test.<key>, "
+                              "e.g. --set test.datasets.lasot.search_factor=5.0")
+
+
+def add_overrides_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...`` alone (repeatable; collected in ``args.overrides``), for tools whose configs come
+    from elsewhere (``tools/pipeline.py``: every stage's config)."""
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys by dotted name, applied after the file; repeatable. Tracker "
-                             "settings: a benchmark's own entry test.datasets.<name>.<key> wins over test.<key>, "
-                             "e.g. --set test.datasets.lasot.search_factor=5.0")
+                        help=help)
 
 
 def add_device_arg(parser: argparse.ArgumentParser, workers: bool = False) -> None:

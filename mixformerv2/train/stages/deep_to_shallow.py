@@ -27,7 +27,6 @@ model).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any, Mapping
 
 import torch
@@ -38,7 +37,7 @@ from ...models import build_model, remove_layers
 from ...models.checkpoint import load_state_dict_strict
 from ...utils.io import sha256_file
 from ..losses import feature_mse, side_kl
-from ..pruning import pruned_model_config
+from ..pruning import pruned_config, pruned_model_config
 from ..schedules import block_scales, layer_fade
 from ..stage import Metrics, register_stage
 from .common import box_terms, build_chained, network_inputs, require_box_student
@@ -131,8 +130,7 @@ class DeepToShallowStage(DenseToSparseStage):
     def final_extra(self) -> dict[str, Any]:
         """Fields stored with the final model: what was removed (pruned) or what is fading and how far."""
         if self.fade_ended:
-            shallow = replace(self.cfg, model=pruned_model_config(self.cfg.model, self.remove),
-                              train=replace(self.cfg.train, remove_layers=()))
+            shallow = pruned_config(self.cfg, self.remove)
             return {"removed_layers": list(self.remove), "remove_rate": 0.0, "config": dump_config(shallow)}
         return {"fade_layers": list(self.remove), "remove_rate": self.rate}
 
