@@ -258,9 +258,7 @@ SHIPPED = {"configs/paper/mixformerv2_b.yaml": ["b_teacher", "b_stage1", "b_stag
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_pipeline_files_load_and_their_stage_configs_resolve(name):
     raw = yaml.safe_load((REPO / name).read_text())
-    missing = [s["config"] for s in raw["stages"] if not (REPO / name).parent.joinpath(s["config"]).is_file()]
-    if missing:  # TODO(integrator): configs/paper/b_stage2*.yaml, b_stage3.yaml, s_*.yaml come from branch h-10a
-        pytest.skip(f"stage configs not merged yet: {', '.join(missing)}")
+    assert all((REPO / name).parent.joinpath(s["config"]).is_file() for s in raw["stages"])
     pipeline = load_pipeline(REPO / name)
     assert pipeline.names == SHIPPED[name]
     for stage in pipeline.stages:
@@ -276,8 +274,7 @@ RELEASED = {"configs/paper/mixformerv2_b.yaml": "mixformerv2_base.tsv",
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_each_pipeline_stage_fits_what_its_sources_end_with_and_the_last_is_the_released_layout(name):
-    # TODO(integrator): mixformerv2/train/chaining.py comes from branch h-10a; drop this guard once it is merged
-    chaining = pytest.importorskip("mixformerv2.train.chaining", reason="train/chaining.py (h-10a) not merged yet")
+    from mixformerv2.train import chaining
     from mixformerv2.train.stages.dense_to_sparse import teacher_problems
     from mixformerv2.train.stages.deep_to_shallow import stage2_teacher_problems
 

@@ -167,7 +167,7 @@ def _train_stage(pipeline: Pipeline, stage: PipelineStage, cfg: Config, device, 
         log_to(folder / "train.log")
     start = time.perf_counter()
     try:
-        trainer = train(cfg, folder, resume="auto", device=device, progress=progress)
+        trainer = train(cfg, folder, resume="auto", device=device, progress=progress, config_file=stage.config)
     finally:
         if log_to is not None:
             log_to(None)
