@@ -139,12 +139,13 @@ def machine_line(summary: dict) -> str:
             f"{settings['threads']} torch thread(s), PyTorch {machine['versions']['torch']}, fp32.")
 
 
-def markdown_report(summary: dict, plots: list[str]) -> str:
+def markdown_report(summary: dict, plots: list[str], title: str | None = None) -> str:
     """``report.md``: the table, the machine line, the embedded plots (file names relative to the report), the
-    wall time of each step and the acceptance checks."""
-    lines = [f"# Quickstart report: {summary['dataset']}", "",
-             f"{summary['num_sequences']} sequences, protocol {summary['protocol']}; values in percent.", "",
-             "| Tracker | AUC | P_norm | P | Params (M) | GFLOPs/frame | ms/frame | Training time | |",
+    wall time of each step and the acceptance checks. title: the heading (default: names the benchmark)."""
+    lines = [f"# {title or 'Quickstart report: ' + summary['dataset']}", "",
+             f"{summary['dataset']}: {summary['num_sequences']} sequences, protocol {summary['protocol']}; "
+             "AUC, P_norm and P in percent.", "",
+             "| Tracker | AUC | P_norm | P | Params (M) | GFLOPs/frame | ms/frame | Training time | Note |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, row in summary["rows"].items():
         lines.append(f"| {name} | {row['auc_pct']:.1f} | {row['norm_precision_pct']:.1f} | "
@@ -167,9 +168,9 @@ def markdown_report(summary: dict, plots: list[str]) -> str:
 
 def write_quickstart_report(rows: list[ReportRow], dataset: str, results_root: str | Path, out_dir: str | Path,
                             speed: dict | None = None, root: str | Path | None = None,
-                            steps: dict[str, float] | None = None) -> dict:
+                            steps: dict[str, float] | None = None, title: str | None = None) -> dict:
     """Score every row's results on benchmark ``dataset`` (registry name, read at ``root``) and write
-    ``report.md``, ``summary.json`` and the plots into ``out_dir`` (see the module docstring).
+    ``report.md`` (headed ``title``), ``summary.json`` and the plots into ``out_dir`` (see the module docstring).
 
     Returns the summary; ``summary["rows"]`` is ``{name: numbers}``. A row without results for every sequence
     raises ``EvaluationError`` naming its run and the first missing file.
@@ -186,7 +187,7 @@ def write_quickstart_report(rows: list[ReportRow], dataset: str, results_root: s
     plots = [p.name for p in written if not p.stem.endswith("norm_precision")]
     summary["plots"] = [p.name for p in written]
     write_json(out_dir / "summary.json", summary)
-    atomic_write_text(out_dir / "report.md", markdown_report(summary, plots))
+    atomic_write_text(out_dir / "report.md", markdown_report(summary, plots, title))
     logger.info("wrote %s and %s", out_dir / "report.md", out_dir / "summary.json")
     return summary
 
