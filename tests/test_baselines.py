@@ -99,3 +99,12 @@ def test_without_online_update_the_template_set_never_changes():
 
     assert template_sets(10) == 4  # the initial set, then a new online template at frames 10, 20 and 30
     assert template_sets(NO_UPDATE_INTERVAL) == 1
+
+
+def test_baseline_tool_writes_results_and_names_a_bad_dataset(cube, tmp_path, capsys):
+    root, _ = cube
+    tool = load_tool("baseline")
+    assert tool.main(["--dataset", "lasot", "--root", str(root), "--results", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / HOLD_FIRST_BOX / "lasot" / "cube-2.txt").read_text() == "20.0,20.0,10.0,10.0\n" * 2
+    assert tool.main(["--dataset", "lasott", "--root", str(root), "--results", str(tmp_path / "r")]) == 2
+    assert "unknown dataset 'lasott'" in capsys.readouterr().err
