@@ -124,8 +124,10 @@ def _cell(value, fmt: str) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    minutes, rest = divmod(float(seconds), 60.0)
-    return f"{int(minutes)} min {rest:02.0f} s" if minutes else f"{rest:.1f} s"
+    if seconds < 59.95:  # what rounds to 60.0 s is written as 1 min 00 s
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 def machine_line(summary: dict) -> str:
