@@ -373,3 +373,58 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
         for variant, why in entry["skipped"].items():
             lines.append(f"\n{variant} not measured: {why}")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ trained trackers
+@torch.inference_mode()
+def profile_trackers(models: dict, dataset: str | None = None, runs: int = 30, warmup: int = 3, block: int = 5,
+                     threads: int | None = None, seed: int = 0) -> dict:
+    """Size, per-frame FLOPs and CPU speed of trackers as they track (weights loaded, default backend and path).
+
+    models: ``{name: (Config, checkpoint path or None)}``; each becomes ``build_tracker(cfg, checkpoint, "cpu",
+    dataset)`` (``dataset`` picks the ``test.datasets`` settings). threads: torch threads during the measurement
+    (default: as set; restored after).
+
+    Per model: ``params_m`` (millions), ``gflops_per_frame`` / ``gmacs_per_frame`` (the network call the tracker
+    makes each frame: ``forward_search`` against cached templates where the model has it, else the full forward;
+    one multiply-add = 2 FLOPs = 1 MAC), ``ms_per_frame`` / ``ms_per_frame_p95`` (median / p95 of at least ``runs``
+    whole tracker steps: crop, normalise, network, box, online update; from a fixed box on a 640x480 frame,
+    interleaved across the models so load changes hit all alike) and ``forward_path``. Also ``machine``
+    (``machine_info``) and ``settings`` (threads, runs, frame size).
+    """
+    from .tracking.tracker import build_tracker
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        frame, box = _test_scene(seed)
+        entries, fns = {}, {}
+        for name, (cfg, checkpoint) in models.items():
+            torch.manual_seed(seed)
+            tracker = build_tracker(cfg, checkpoint, "cpu", dataset)
+            tracker.initialize(frame, box)
+            entries[name] = {"params_m": sum(p.numel() for p in tracker.model.parameters()) / 1e6,
+                             "gflops_per_frame": _step_flops(tracker.model, cfg.model, tracker.cached) / 1e9,
+                             "forward_path": tracker.forward_path}
+            entries[name]["gmacs_per_frame"] = entries[name]["gflops_per_frame"] / 2
+            fns[name] = lambda t=tracker: _tracker_step(t, frame, box)
+        times = interleaved_times_ms(fns, torch.device("cpu"), runs, warmup, block) if fns else {}
+        for name, values in times.items():
+            ms50, ms95 = np.percentile(values, [50, 95])
+            entries[name].update(ms_per_frame=float(ms50), ms_per_frame_p95=float(ms95))
+        return {"machine": machine_info(), "models": entries,
+                "settings": {"device": "cpu", "threads": torch.get_num_threads(), "runs": runs,
+                             "frame_wh": [frame.shape[1], frame.shape[0]], "dataset": dataset}}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _step_flops(model: torch.nn.Module, cfg: ModelConfig, cached: bool) -> int:
+    """FLOPs of the network call a tracker makes per frame (batch 1, random inputs of the config's sizes)."""
+    t, s = cfg.template_size, cfg.search_size
+    template, online, search = torch.randn(1, 3, t, t), torch.randn(1, 3, t, t), torch.randn(1, 3, s, s)
+    if cached:
+        cache = model.encode_templates(template, online)
+        return count_flops(lambda: model.forward_search(cache, search))
+    return count_flops(lambda: model(template, online, search))

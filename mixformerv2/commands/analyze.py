@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from mixformerv2.data.registry import get_dataset
 from mixformerv2.evaluation.metrics import EvaluationError
-from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES, eval_sequence, evaluate_tracker, get_rules
-from mixformerv2.evaluation.report import (SCORE_UNITS, format_table, load_paper_results, paper_rows,
-                                          plot_curves, write_json)
-from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results, find_result_files
+from mixformerv2.evaluation.protocols import PROTOCOLS, VALIDITY_RULES
+from mixformerv2.evaluation.report import (SCORE_UNITS, format_table, load_paper_results, paper_rows, plot_curves,
+                                          write_json)
+from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results
+from mixformerv2.evaluation.scoring import load_eval_sequences, score_trackers
 from mixformerv2.utils.cli import cli_main, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
@@ -69,27 +66,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _read_flags(path: Path) -> np.ndarray:
-    text = path.read_text(encoding="utf-8").replace(",", " ").split()
-    return np.array([float(v) for v in text]) == 1
-
-
-def load_sequences(args: argparse.Namespace) -> list:
-    reader = get_dataset(args.dataset, root=args.root)
-    sequences = []
-    for name in reader.sequence_names:
-        absent = _read_flags(Path(args.absent_dir) / f"{name}.txt") if args.absent_dir else None
-        sequences.append(eval_sequence(reader[name], args.dataset, absent))
-    return sequences
-
-
 @cli_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(logging.DEBUG if args.debug else logging.WARNING)
     try:
-        rules = get_rules(args.dataset)
-        sequences = load_sequences(args)
+        sequences = load_eval_sequences(args.dataset, args.root, args.absent_dir)
     except (KeyError, ValueError, FileNotFoundError) as err:
         raise UserError(err.args[0] if isinstance(err, KeyError) and err.args else str(err)) from err
     names = [s.name for s in sequences]
@@ -112,16 +94,12 @@ def main(argv=None) -> int:
     if not complete:
         print("error: no sequence has results for every tracker", file=sys.stderr)
         return 1
-    summaries = {}
-    for tracker in args.trackers:
-        try:
-            sources = [[str(p) for p in find_result_files(args.results, tracker, args.dataset, s.name)]
-                       for s in complete]
-            summaries[tracker] = evaluate_tracker(rules, complete, [found[tracker][s.name] for s in complete],
-                                                  args.protocol, args.validity, args.exclude_invalid_frames, sources)
-        except EvaluationError as err:
-            print(f"error: {tracker}: {err}", file=sys.stderr)
-            return 1
+    try:
+        summaries = score_trackers(args.results, args.trackers, args.dataset, complete, found, args.protocol,
+                                   args.validity, args.exclude_invalid_frames)
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     paper = paper_rows(args.dataset) if args.paper else None
     title = f"{args.dataset} ({len(complete)} sequences, protocol {args.protocol})"
     print(format_table(summaries, paper, title))

@@ -23,9 +23,10 @@ from mixformerv2.config import load_config
 from mixformerv2.data.registry import get_dataset
 from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import EXPECTED_COUNTS, Expectation, PackError, pack
-from mixformerv2.evaluation.protocols import eval_sequence, evaluate_tracker, get_rules
+from mixformerv2.evaluation.protocols import eval_sequence
 from mixformerv2.evaluation.report import SCORE_UNITS, paper_rows, write_json
-from mixformerv2.evaluation.results import BoxPolicy, box_rule_for_folder, box_rules, collect_results
+from mixformerv2.evaluation.results import BoxPolicy, box_rule_for_folder
+from mixformerv2.evaluation.scoring import score_runs
 from mixformerv2.tracking.runner import run_benchmark
 from mixformerv2.utils.cli import (add_checkpoint_args, add_config_args, add_device_arg, checkpoint_from_args,
                                    cli_main, make_parser)
@@ -76,14 +77,8 @@ def paper_tracker_for(cfg) -> str | None:
 def evaluate_run(results_root: Path, run: str, dataset: str, sequences, policy: BoxPolicy) -> dict:
     """Score ``<results_root>/<run>/<dataset>`` with the pytracking protocol (the published numbers' rules) and the
     box rule of its ``run.json`` under ``policy``."""
-    rules = get_rules(dataset)
-    eval_seqs = [eval_sequence(s, dataset) for s in sequences]
-    applied = box_rules(results_root, [run], dataset, policy)
-    found, problems = collect_results(results_root, [run], dataset, [s.name for s in eval_seqs], applied)
-    if problems[run]:
-        raise EvaluationError(f"{dataset}: {len(problems[run])} sequences without results, e.g. "
-                              + next(iter(problems[run].values())))
-    return evaluate_tracker(rules, eval_seqs, [found[run][s.name] for s in eval_seqs], "pytracking")
+    summaries, _ = score_runs(results_root, [run], dataset, [eval_sequence(s, dataset) for s in sequences], policy)
+    return summaries[run]
 
 
 def process_dataset(args, cfg, run: str, dataset: str) -> dict:
