@@ -9,7 +9,7 @@ VOT_VENV := .venv-vot
 VOT_REQUIREMENTS := mixformerv2/vot/toolkit-requirements.txt
 VOT_STAMP := $(VOT_VENV)/.installed
 
-.PHONY: setup vot-env test parity profile clean
+.PHONY: setup vot-env demo test parity profile clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ $(VOT_STAMP): $(VOT_REQUIREMENTS)
 	$(VOT_VENV)/bin/python -c "from vot.region.raster import calculate_overlap as o; \
 	from vot.region.shapes import Rectangle as R; o(R(0, 0, 4, 4), R(1, 1, 4, 4), (8, 8))"
 	touch $(VOT_STAMP)
+
+# The quickstart: synthetic data, the whole training pipeline, tracking, scoring and outputs/quickstart/report.md.
+# A re-run continues where the last one stopped; FRESH=1 starts over.
+demo: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) tools/quickstart.py $(if $(FRESH),--fresh)
 
 test: $(STAMP) $(VOT_STAMP)
 	$(PY) -m pytest -q

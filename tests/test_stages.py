@@ -411,3 +411,27 @@ def test_quickstart_teacher_and_student_fit(teacher_file):
     stage = build_stage(stage1_config(teacher_file), torch.device("cpu"))
     assert stage.raw_student.model_config.name == "mixformerv2"
     assert load_config(QUICKSTART / "stage1.yaml").train.teacher_config == "configs/quickstart/teacher.yaml"
+
+
+# ------------------------------------------------------------------------------- prediction-token initialisation
+def test_pred_token_init_std_redraws_only_tokens_the_init_checkpoint_does_not_hold(tmp_path):
+    from dataclasses import replace as _replace
+
+    from mixformerv2.config import Config, TrainConfig
+    from mixformerv2.models import build_model as _build, save_checkpoint as _save
+    from mixformerv2.train.stages.common import build_initialised
+    from tests.model_fixtures import TINY
+
+    def tokens(train: TrainConfig):
+        torch.manual_seed(0)
+        model = build_initialised(Config(model=_replace(TINY, score_head=False), train=train), torch.device("cpu"))
+        return model.backbone.reg_tokens.detach()
+
+    official, wide = tokens(TrainConfig()), tokens(TrainConfig(pred_token_init_std=1.0))
+    assert official.std().item() < 0.04  # the official trunc-normal(0.02)
+    assert 0.7 < wide.std().item() < 1.3
+    torch.manual_seed(1)
+    student = _build(_replace(TINY, score_head=False))
+    _save(student, tmp_path / "student.pth.tar")  # a file that holds prediction tokens: they are kept
+    kept = tokens(TrainConfig(pred_token_init_std=1.0, init_checkpoint=str(tmp_path / "student.pth.tar")))
+    assert torch.equal(kept, student.backbone.reg_tokens.detach())

@@ -282,7 +282,12 @@ def test_each_pipeline_stage_fits_what_its_sources_end_with_and_the_last_is_the_
     configs = {s.name: stage_config(pipeline, s) for s in pipeline.stages}
     for stage in pipeline.stages:
         cfg = configs[stage.name]
-        if stage.init_from:
+        if stage.init_from and cfg.train.stage in ("teacher", "dense_to_sparse"):
+            # a partial initialisation (build_initialised): every transformer block tensor comes from the source
+            source = chaining.model_layout(chaining.stage_output_model(configs[stage.init_from]))
+            blocks = {k: v for k, v in chaining.model_layout(cfg.model).items() if k.startswith("backbone.blocks.")}
+            assert blocks and all(source.get(k) == shape for k, shape in blocks.items()), stage.name
+        elif stage.init_from:
             source = chaining.stage_output_model(configs[stage.init_from])
             assert chaining.init_problems(cfg, source, pipeline.model_path(stage.init_from), stage.config) == []
         if stage.teacher_from:  # the teacher is the teacher stage's final model, adapted to the student's crops

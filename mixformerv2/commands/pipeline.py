@@ -32,7 +32,7 @@ from mixformerv2.train.pipeline_run import format_summary, run_pipeline
 from mixformerv2.train.trainer import NonFiniteError
 from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
-from mixformerv2.utils.log import DATE_FORMAT, FORMAT, setup_logging
+from mixformerv2.utils.log import LogFileSwitch, setup_logging
 
 logger = logging.getLogger("pipeline")
 
@@ -68,26 +68,6 @@ def evaluate_stage(benchmark: Benchmark, device, workers: int, progress: bool, s
                            progress=progress)
 
 
-class StageLogFile:
-    """The pipeline's ``log_to``: while a stage trains (``path`` given) its records also go to its ``train.log``;
-    ``None`` stops that. Everything also goes to stderr and ``<output>/pipeline.log``."""
-
-    def __init__(self) -> None:
-        self.handler: logging.Handler | None = None
-
-    def __call__(self, path: Path | None) -> None:
-        root = logging.getLogger()
-        if self.handler is not None:
-            root.removeHandler(self.handler)
-            self.handler.close()
-            self.handler = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.handler = logging.FileHandler(path, encoding="utf-8")
-            self.handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
-            root.addHandler(self.handler)
-
-
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -104,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             records = run_pipeline(pipeline, device=device, only=args.only, until=args.until, fresh=args.fresh,
                                    overrides=args.overrides, evaluate=args.evaluate, evaluator=evaluator,
                                    progress=not args.no_progress,
-                                   log_to=StageLogFile() if info.is_main else None)
+                                   log_to=LogFileSwitch() if info.is_main else None)
     except NonFiniteError as err:
         logger.error("%s", error_line(err))
         return NAN_GUARD_STATUS

@@ -152,6 +152,9 @@ class TrainConfig(_Frozen):
     init_checkpoint: str = ""  # weights to start from: MAE ('model') or a MixFormerV2 checkpoint ('net')
     init_drop_layers: tuple[int, ...] = ()  # layers removed (and renumbered) on loading
     init_adapt: tuple[str, ...] = ()  # model keys init_checkpoint may differ in (INIT_ADAPT_KEYS)
+    # std of the normal init of prediction tokens the init checkpoint does not hold (0: the official
+    # trunc-normal 0.02); see train/stages/common.py build_initialised
+    pred_token_init_std: float = 0.0
     teacher_adapt: tuple[str, ...] = ()  # teacher model keys taken from this model (TEACHER_ADAPT_KEYS)
     teacher_config: str = ""
     teacher_checkpoint: str = ""

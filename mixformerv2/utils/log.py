@@ -47,3 +47,23 @@ def setup_logging(level: int | str = logging.INFO, rank: int = 0, log_file: str 
         setattr(handler, _OURS, True)
         root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+class LogFileSwitch:
+    """A second log file that can be switched: called with a path, the root logger's records also go to that file
+    (the previous one is closed); with None, to none. The pipeline's ``log_to``: each stage's ``train.log``."""
+
+    def __init__(self) -> None:
+        self.handler: logging.Handler | None = None
+
+    def __call__(self, path: Path | None) -> None:
+        root = logging.getLogger()
+        if self.handler is not None:
+            root.removeHandler(self.handler)
+            self.handler.close()
+            self.handler = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handler = logging.FileHandler(path, encoding="utf-8")
+            self.handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+            root.addHandler(self.handler)

@@ -83,7 +83,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "quickstart": Preset(scene=SceneConfig(), lasot_classes=5, lasot_train_per_class=4, lasot_test_per_class=1,
+    "quickstart": Preset(scene=SceneConfig(), lasot_classes=5, lasot_train_per_class=4, lasot_test_per_class=2,
                          lasot_frames=120, got10k_counts={"train": 16, "val": 3, "test": 3}, got10k_frames=100),
     "tiny": Preset(scene=SceneConfig(width=64, height=48, motion_gap=(3, 6), shake_px=1.0, noise_sigma=2.0),
                    lasot_classes=3, lasot_train_per_class=1, lasot_test_per_class=1, lasot_frames=16,
