@@ -1,0 +1,83 @@
+"""A reduced quickstart end to end (tools/quickstart.py): the whole pipeline learns on synthetic data.
+
+One run (module fixture, about 3 minutes on 2 cores) of the real quickstart command on a smaller synthetic set
+(5 LaSOT test videos) with every stage's epoch cut to 512 samples (``--set data.samples_per_epoch=512``), then:
+the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
+shallower student's held-out IoU stays close to the deeper one's; the score head separates positive from negative
+crops on held-out data; a re-run skips every step; the report and summary hold every row.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from mixformerv2.data.synthetic import PRESETS, generate_all
+from tests.tool_loader import load_tool
+
+SAMPLES = 512  # per epoch, every stage (the shipped quickstart: 2048)
+
+
+def last_val(run_dir, key: str) -> float:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = [row[key] for row in rows if row.get("split") == "val" and key in row]
+    assert values, f"{run_dir}: no validation {key}"
+    return values[-1]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quickstart")
+    data, out = root / "data", root / "out"
+    generate_all(data, replace(PRESETS["quickstart"], lasot_test_per_class=1), formats=("lasot", "got10k"),
+                 workers=2)
+    args = ["--out", str(out), "--data", str(data), "--no-progress", "--device", "cpu",
+            "--set", f"data.samples_per_epoch={SAMPLES}"]
+    status = load_tool("quickstart").main(args)
+    assert status == 0
+    return {"out": out, "args": args, "summary": json.loads((out / "summary.json").read_text())}
+
+
+def test_the_trained_teacher_tracks_better_than_holding_the_first_box(quickstart):
+    rows = quickstart["summary"]["rows"]
+    # hold-first-box scores about 5-6 AUC points here; a teacher that did not learn to follow the target stays
+    # there. Measured with these settings: about 12.
+    assert rows["teacher"]["auc_pct"] >= rows["hold_first_box"]["auc_pct"] + 3.0
+
+
+def test_stage2_prunes_and_the_shallower_student_stays_close_to_the_deeper_one(quickstart):
+    runs = quickstart["out"] / "runs"
+    from mixformerv2.models import read_checkpoint
+
+    final = read_checkpoint(runs / "stage2" / "model_final.pth.tar")
+    assert final["removed_layers"] == [1]
+    assert quickstart["summary"]["rows"]["stage2b"]["params_m"] < quickstart["summary"]["rows"]["stage1"]["params_m"]
+    deep, shallow = last_val(runs / "stage1", "iou"), last_val(runs / "stage2b", "iou")
+    # one of four layers removed, then fine-tuned on the same data: the held-out IoU may not fall by more than
+    # 0.05 (measured: it rises, the fine-tuning is extra training)
+    assert shallow >= deep - 0.05, (deep, shallow)
+
+
+def test_the_score_head_separates_positive_from_negative_crops(quickstart):
+    auroc = last_val(quickstart["out"] / "runs" / "stage3", "auroc")
+    # 256 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
+    # about 0.036, so 0.65 is more than 4 of them above chance (the shipped quickstart reaches about 0.75-0.8)
+    assert auroc >= 0.65, auroc
+
+
+def test_a_rerun_skips_every_step_and_the_report_holds_every_row(quickstart, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert load_tool("quickstart").main(quickstart["args"]) == 0
+    log = caplog.text
+    assert "data: skipped" in log
+    for stage in ("teacher", "stage1", "stage2", "stage2b", "stage3"):
+        assert f"stage {stage}: skipped" in log
+    assert "already complete" in log  # tracking resumes: nothing is tracked again
+    summary = json.loads((quickstart["out"] / "summary.json").read_text())
+    assert set(summary["rows"]) == {"teacher", "stage1", "stage2b", "stage3", "final_no_update", "hold_first_box"}
+    report = (quickstart["out"] / "report.md").read_text()
+    assert all(name in report for name in summary["rows"])
+    assert all((quickstart["out"] / plot).is_file() for plot in summary["plots"])
