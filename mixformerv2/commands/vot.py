@@ -7,7 +7,7 @@
     python tools/vot.py evaluate --workspace vot_ws --tracker mixformerv2 --json vot_ws/summary.json
 
 ``prepare`` without ``--dataset`` only adds the tracker to an existing workspace, e.g. one made by
-``vot initialize vot2022/stb --workspace W`` (official stacks). The local stack has a supervised experiment
+``vot initialize vot2022/shorttermbox --workspace W`` (official stacks). The local stack has a supervised experiment
 (``baseline``: accuracy, robustness, failures, EAO) and an unsupervised one (``accuracy``); see
 ``mixformerv2.vot.workspace``. ``evaluate`` fails (exit status 2, one line) when the tracker crashed or timed out
 inside the toolkit, naming the sequence and quoting the tracker's own error; it never prints a score then.
