@@ -117,7 +117,8 @@ def teacher_run(synthetic, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def stage1_run(synthetic, teacher_run, tmp_path_factory) -> dict:
     cfg = quickstart_config("stage1", synthetic, "data.samples_per_epoch=2048", "train.epochs=1",
-                            f"train.teacher_checkpoint={teacher_run['model']}")
+                            "train.batch_size_per_process=16", f"train.teacher_checkpoint={teacher_run['model']}",
+                            f"train.init_checkpoint={teacher_run['model']}")
     return train_stage(cfg, tmp_path_factory.mktemp("stage1_run"))
 
 
@@ -179,7 +180,8 @@ def teacher_file(tmp_path) -> Path:
 
 def stage1_config(teacher_checkpoint, *overrides, teacher_config=QUICKSTART / "teacher.yaml"):
     return load_config(QUICKSTART / "stage1.yaml", [f"train.teacher_config={teacher_config}",
-                                                    f"train.teacher_checkpoint={teacher_checkpoint}", *overrides])
+                                                    f"train.teacher_checkpoint={teacher_checkpoint}",
+                                                    f"train.init_checkpoint={teacher_checkpoint}", *overrides])
 
 
 def test_stage1_resamples_the_teacher_maps_onto_other_student_bins_and_trains_only_the_student(teacher_file, caplog):
@@ -320,7 +322,8 @@ def test_relative_paths_are_read_from_the_working_directory_not_the_config_folde
     (tmp_path / "configs").mkdir()
     stage_yaml = tmp_path / "configs" / "stage1.yaml"
     stage_yaml.write_text(f"_base_: {QUICKSTART / 'stage1.yaml'}\n"
-                          "train: {teacher_config: teacher.yaml, teacher_checkpoint: runs/teacher.pth.tar}\n")
+                          "train: {teacher_config: teacher.yaml, teacher_checkpoint: runs/teacher.pth.tar, "
+                          "init_checkpoint: runs/teacher.pth.tar}\n")
     monkeypatch.chdir(tmp_path)
     assert isinstance(build_stage(load_config(stage_yaml), torch.device("cpu")), DenseToSparseStage)
     monkeypatch.chdir(tmp_path / "configs")  # the YAML's own folder: the same names now point nowhere
@@ -337,7 +340,7 @@ def test_relative_paths_are_read_from_the_working_directory_not_the_config_folde
 ])
 def test_a_stage_refuses_a_network_it_cannot_train(teacher_file, config, overrides, message):
     if config == "stage1":
-        overrides = [f"train.teacher_checkpoint={teacher_file}", *overrides]
+        overrides = [f"train.teacher_checkpoint={teacher_file}", f"train.init_checkpoint={teacher_file}", *overrides]
     cfg = load_config(QUICKSTART / f"{config}.yaml", overrides)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         build_stage(cfg, torch.device("cpu"))
@@ -352,7 +355,8 @@ def test_train_tool_prints_a_teacher_mismatch_as_one_line(teacher_file, tmp_path
         with caplog.at_level(logging.ERROR):
             code = train_tool().main([
                 "--config", str(QUICKSTART / "stage1.yaml"), "--output", str(tmp_path / "run"), "--device", "cpu",
-                "--no-progress", "--set", f"train.teacher_checkpoint={shallow}"])
+                "--no-progress", "--set", f"train.teacher_checkpoint={shallow}",
+                f"train.init_checkpoint={teacher_file}"])
     finally:
         for handler in root.handlers:
             if handler not in saved[0]:
