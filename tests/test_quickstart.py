@@ -1,7 +1,7 @@
 """A reduced quickstart end to end (tools/quickstart.py): the whole pipeline learns on synthetic data.
 
-One run (module fixture, about 3 minutes on 2 cores) of the real quickstart command on a smaller synthetic set
-(5 LaSOT test videos) with every stage's epoch cut to 512 samples (``--set data.samples_per_epoch=512``), then:
+One run (module fixture, about 3 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
+set (5 LaSOT test videos) with every stage cut to 6 epochs of 512 samples (``--set``), then:
 the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
 shallower student's held-out IoU stays close to the deeper one's; the score head separates positive from negative
 crops on held-out data; a re-run skips every step; the report and summary hold every row.
@@ -16,7 +16,8 @@ import pytest
 from mixformerv2.data.synthetic import PRESETS, generate_all
 from tests.tool_loader import load_tool
 
-SAMPLES = 512  # per epoch, every stage (the shipped quickstart: 2048)
+# every stage: 6 epochs of 512 samples (the shipped quickstart: 3-16 epochs of 2048), validated at epochs 3 and 6
+REDUCED = ["data.samples_per_epoch=512", "train.epochs=6", "data.val_samples_per_epoch=128", "train.val_interval=3"]
 
 
 def last_val(run_dir, key: str) -> float:
@@ -33,7 +34,7 @@ def quickstart(tmp_path_factory):
     generate_all(data, replace(PRESETS["quickstart"], lasot_test_per_class=1), formats=("lasot", "got10k"),
                  workers=2)
     args = ["--out", str(out), "--data", str(data), "--no-progress", "--device", "cpu",
-            "--set", f"data.samples_per_epoch={SAMPLES}"]
+            "--set", *REDUCED]
     status = load_tool("quickstart").main(args)
     assert status == 0
     return {"out": out, "args": args, "summary": json.loads((out / "summary.json").read_text())}
@@ -61,8 +62,8 @@ def test_stage2_prunes_and_the_shallower_student_stays_close_to_the_deeper_one(q
 
 def test_the_score_head_separates_positive_from_negative_crops(quickstart):
     auroc = last_val(quickstart["out"] / "runs" / "stage3", "auroc")
-    # 256 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
-    # about 0.036, so 0.65 is more than 4 of them above chance (the shipped quickstart reaches about 0.75-0.8)
+    # 128 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
+    # about 0.05, so 0.65 is 3 of them above chance (the shipped quickstart reaches about 0.77)
     assert auroc >= 0.65, auroc
 
 
