@@ -13,7 +13,8 @@ from mixformerv2.config import Config
 from mixformerv2.config import TestConfig as TrackerSettings
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.registry import get_dataset
-from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_precision, choose_auto,
+from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_fp32_parity, check_precision,
+                                         choose_auto,
                                          quantize_dynamic_int8, quantize_onnx_int8)
 from mixformerv2.export.cpu import CpuInfo, parse_cpuinfo
 from mixformerv2.export.onnx import example_inputs, export_onnx
@@ -284,3 +285,17 @@ def test_cuda_fp16_compiled_step_matches_fp32(tiny_model):
         out = _outputs(fast, x)
     assert (out.box_xyxy_norm - ref.box_xyxy_norm).abs().max() < 2e-2
 
+
+
+def test_an_fp32_runtime_that_moves_the_boxes_is_refused(tiny_model):
+    """A runtime whose kernels compute the graph wrongly (OpenVINO f32 did, on the quickstart student) is an error
+    naming the backend, never silently wrong boxes; one that agrees passes."""
+    from types import SimpleNamespace
+
+    class Shifted(TorchBackend):
+        def forward_search(self, cache, search):
+            return SimpleNamespace(box_xyxy_norm=super().forward_search(cache, search).box_xyxy_norm + 0.01)
+
+    check_fp32_parity(TorchBackend(copy.deepcopy(tiny_model)), tiny_model, TINY, "onnxruntime")
+    with pytest.raises(BackendError, match=r"^--backend openvino --precision fp32 disagrees with PyTorch .* by 0\.01"):
+        check_fp32_parity(Shifted(copy.deepcopy(tiny_model)), tiny_model, TINY, "openvino")

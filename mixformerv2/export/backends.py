@@ -357,7 +357,32 @@ def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", pr
         if backend == "onnxruntime" and precision == "int8":
             step = quantize_onnx_int8(step, Path(tmp) / "search_step.int8.onnx")
         runtime = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}[backend]
-        return runtime(encoder, step, precision, threads)  # graphs are loaded before the folder goes
+        network = runtime(encoder, step, precision, threads)  # graphs are loaded before the folder goes
+    if precision == "fp32":
+        check_fp32_parity(network, model, cfg, backend)
+    return network
+
+
+FP32_BOX_TOLERANCE = 1e-4  # normalised box units: the export parity bound
+
+
+def check_fp32_parity(network, model: nn.Module, cfg: ModelConfig, backend: str) -> None:
+    """Raise ``BackendError`` unless an fp32 runtime gives ``model``'s boxes (to ``FP32_BOX_TOLERANCE``) on seeded
+    random crops. Why: a runtime's kernels can be wrong for a graph that the export check (against ONNX Runtime)
+    passed; measured: OpenVINO 2026.4 at f32 moves the quickstart student's boxes by up to 0.13 on an AMX CPU,
+    while its bf16 and ONNX Runtime agree."""
+    g = torch.Generator().manual_seed(0)
+    template = torch.randn(1, 3, cfg.template_size, cfg.template_size, generator=g)
+    search = torch.randn(1, 3, cfg.search_size, cfg.search_size, generator=g)
+    reference = TorchBackend(model, "fp32", torch.device("cpu"), True, False)
+    with torch.inference_mode():
+        expected = reference.forward_search(reference.encode_templates(template, template), search)
+        got = network.forward_search(network.encode_templates(template, template), search)
+    error = (got.box_xyxy_norm.float() - expected.box_xyxy_norm.float().cpu()).abs().max().item()
+    if not error <= FP32_BOX_TOLERANCE:
+        raise BackendError(f"--backend {backend} --precision fp32 disagrees with PyTorch on this model's boxes by "
+                           f"{error:.2g} (bound {FP32_BOX_TOLERANCE:g}): the runtime computes this graph wrongly on "
+                           "this machine; use --backend onnxruntime or torch")
 
 
 def describe_backend(runtime) -> dict:
