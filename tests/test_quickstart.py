@@ -1,6 +1,6 @@
 """A reduced quickstart end to end (tools/quickstart.py): the whole pipeline learns on synthetic data.
 
-One run (module fixture, about 3 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
+One run (module fixture, about 3.5 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
 set (5 LaSOT test videos) with every stage cut to 6 epochs of 512 samples (``--set``), then:
 the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
 shallower student's held-out IoU stays close to the deeper one's; the score head separates positive from negative

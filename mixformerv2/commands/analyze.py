@@ -27,7 +27,7 @@ from mixformerv2.evaluation.report import (SCORE_UNITS, format_table, load_paper
                                           write_json)
 from mixformerv2.evaluation.results import BoxPolicy, box_rules, collect_results
 from mixformerv2.evaluation.scoring import load_eval_sequences, score_trackers
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
@@ -79,33 +79,33 @@ def main(argv=None) -> int:
         applied = box_rules(args.results, args.trackers, args.dataset,
                             BoxPolicy(full_precision=args.full_precision, truncate_raw=args.truncate_int))
     except EvaluationError as err:
-        print(f"error: {err}", file=sys.stderr)
+        emit(f"error: {err}", file=sys.stderr)
         return 1
     found, problems = collect_results(args.results, args.trackers, args.dataset, names, applied)
     bad = {t: p for t, p in problems.items() if p}
     if bad and not args.allow_incomplete:
         for tracker, per_seq in bad.items():
-            print(f"error: {tracker}: {len(per_seq)} of {len(names)} sequences have missing or malformed results",
-                  file=sys.stderr)
+            emit(f"error: {tracker}: {len(per_seq)} of {len(names)} sequences have missing or malformed results",
+                 file=sys.stderr)
             for message in list(per_seq.values())[:_MAX_LISTED]:
-                print(f"  {message}", file=sys.stderr)
+                emit(f"  {message}", file=sys.stderr)
         return 1
     complete = [s for s in sequences if all(s.name in found[t] for t in args.trackers)]
     if not complete:
-        print("error: no sequence has results for every tracker", file=sys.stderr)
+        emit("error: no sequence has results for every tracker", file=sys.stderr)
         return 1
     try:
         summaries = score_trackers(args.results, args.trackers, args.dataset, complete, found, args.protocol,
                                    args.validity, args.exclude_invalid_frames)
     except EvaluationError as err:
-        print(f"error: {err}", file=sys.stderr)
+        emit(f"error: {err}", file=sys.stderr)
         return 1
     paper = paper_rows(args.dataset) if args.paper else None
     title = f"{args.dataset} ({len(complete)} sequences, protocol {args.protocol})"
-    print(format_table(summaries, paper, title))
+    emit(format_table(summaries, paper, title))
     if len(complete) < len(sequences):
-        print(f"{len(sequences) - len(complete)} of {len(sequences)} sequences left out (missing or malformed "
-              "results): " + ", ".join(f"{t}: {len(p)} missing" for t, p in bad.items()))
+        emit(f"{len(sequences) - len(complete)} of {len(sequences)} sequences left out (missing or malformed "
+             "results): " + ", ".join(f"{t}: {len(p)} missing" for t, p in bad.items()))
     if args.json:
         payload = {"units": SCORE_UNITS, "dataset": args.dataset, "protocol": args.protocol,
                    "num_sequences": len(complete),

@@ -12,7 +12,7 @@ import sys
 
 from mixformerv2.data.check import check_dataset
 from mixformerv2.data.registry import get_dataset, list_datasets
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.dataset}: {error}") from error
     report = check_dataset(reader, check_images=args.check_images, progress=sys.stderr.isatty(),
                            check_frames=not args.annotations_only)
-    print(report.summary(max_examples=args.examples))
+    emit(report.summary(max_examples=args.examples))
     return 0 if report.ok else 1
 
 

@@ -23,7 +23,7 @@ from mixformerv2.export.cpu import cpu_info
 from mixformerv2.export.optional import is_installed
 from mixformerv2.tracking.compare import Variant, compare_backends, format_comparison
 from mixformerv2.tracking.runner import settings_key
-from mixformerv2.utils.cli import add_config_args, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
 from mixformerv2.utils.log import setup_logging
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     result["cpu"] = cpu_info().describe()
     result["threads"] = torch.get_num_threads()
     table = format_comparison(result) + f"\nCPU: {result['cpu']}; {result['threads']} threads\n"
-    print(table)
+    emit(table)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     if args.markdown:

@@ -23,7 +23,7 @@ import sys
 from mixformerv2.config import load_config
 from mixformerv2.export.onnx import DEFAULT_OPSET, PARITY_TOLERANCE, export_onnx
 from mixformerv2.models import build_model, load_checkpoint
-from mixformerv2.utils.cli import add_config_args, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, cli_main, emit, make_parser
 from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("export")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = export_onnx(model, cfg.model, args.out, checkpoint=args.checkpoint, opset=args.opset,
                            simplify=not args.no_simplify, tolerance=args.tolerance)
     logger.info("wrote %s: %s", args.out, ", ".join(g["file"] for g in manifest["graphs"].values()))
-    print(json.dumps(manifest["parity"], indent=2))
+    emit(json.dumps(manifest["parity"], indent=2))
     return 0
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 from mixformerv2.data.synthetic import PRESETS, generate_all
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             splits[truth.split] = splits.get(truth.split, 0) + 1
             frames += len(truth.box_xywh)
         counts = ", ".join(f"{split} {count}" for split, count in splits.items())
-        print(f"{os.path.join(args.out, dataset)}: {len(sequences)} sequences ({counts}), {frames} frames")
-    print(f"done in {seconds:.1f} s (preset {args.preset}, seed {args.seed}, {scene.width}x{scene.height})")
+        emit(f"{os.path.join(args.out, dataset)}: {len(sequences)} sequences ({counts}), {frames} frames")
+    emit(f"done in {seconds:.1f} s (preset {args.preset}, seed {args.seed}, {scene.width}x{scene.height})")
     return 0
 
 

@@ -20,7 +20,7 @@ from mixformerv2.evaluation.metrics import EvaluationError
 from mixformerv2.evaluation.packing import (KINDS, PackError, check_submission, default_expectation, pack,
                                            zip_kind)
 from mixformerv2.evaluation.results import BoxPolicy
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import setup_logging
 
@@ -63,12 +63,12 @@ def main(argv=None) -> int:
     if args.check and kind is None:
         kind, reason = zip_kind(args.check)
         if kind is None and not zipfile.is_zipfile(args.check):  # a problem of the zip: reported as the checks do
-            print(f"{args.check}: {reason}")
+            emit(f"{args.check}: {reason}")
             return 1
         if kind is None:
             raise UserError(f"{args.check}: cannot tell which server this submission is for: {reason}; give "
                             "--kind got10k or --kind trackingnet")
-        print(f"{args.check}: a {kind} submission, read from its contents ({reason})")
+        emit(f"{args.check}: a {kind} submission, read from its contents ({reason})")
     counts = frame_counts_from_dataset(kind, args.root) if args.root else None
     expectation = default_expectation(kind, args.expected_count, counts)
     if args.check:
@@ -78,15 +78,15 @@ def main(argv=None) -> int:
             problems = pack(kind, args.results, args.out, expectation, force=args.force,
                             policy=BoxPolicy(full_precision=args.full_precision))
         except (PackError, EvaluationError) as err:  # the list of problems, one per line (a missing folder: cli_main)
-            print(err)
+            emit(err)
             return 1
     for problem in problems:
-        print(problem)
+        emit(problem)
     target = args.check or args.out
     if problems:
-        print(f"{target}: {len(problems)} problem(s); the {kind} server would not score this submission as is")
+        emit(f"{target}: {len(problems)} problem(s); the {kind} server would not score this submission as is")
         return 1
-    print(f"{target}: valid {kind} submission ({expectation.count} sequences)")
+    emit(f"{target}: valid {kind} submission ({expectation.count} sequences)")
     return 0
 
 

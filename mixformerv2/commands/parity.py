@@ -10,7 +10,7 @@ import logging
 import sys
 
 from mixformerv2.golden import check_golden_file
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.log import setup_logging
 
 
@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.debug else logging.INFO)
     failed = 0
     for path in args.files:
-        print(path)
+        emit(path)
         for row in check_golden_file(path, args.fast_path):
             status = "ok" if row.ok else "FAIL"
             failed += not row.ok
-            print(f"  {row.name:<32} max abs err {row.max_abs_error:.3e}  tol {row.tolerance:.1e}  {status}")
-    print(f"{'FAILED' if failed else 'passed'}: {failed} output(s) over tolerance")
+            emit(f"  {row.name:<32} max abs err {row.max_abs_error:.3e}  tol {row.tolerance:.1e}  {status}")
+    emit(f"{'FAILED' if failed else 'passed'}: {failed} output(s) over tolerance")
     return 1 if failed else 0
 
 

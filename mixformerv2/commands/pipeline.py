@@ -30,7 +30,7 @@ from mixformerv2.train.distributed import env_dist_info
 from mixformerv2.train.pipeline import Benchmark, PipelineStage, load_pipeline
 from mixformerv2.train.pipeline_run import format_summary, run_pipeline
 from mixformerv2.train.trainer import NonFiniteError
-from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, error_line, make_parser
+from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, emit, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import LogFileSwitch, setup_logging
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error_line(err))
         return NAN_GUARD_STATUS
     if info.is_main:
-        print(format_summary(records))
+        emit(format_summary(records))
     return 0
 
 

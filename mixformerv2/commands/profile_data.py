@@ -20,7 +20,7 @@ from pathlib import Path
 from mixformerv2.config import load_config
 from mixformerv2.data.pipeline import build_train_loader
 from mixformerv2.data.registry import get_dataset
-from mixformerv2.utils.cli import add_config_args, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
 from mixformerv2.utils.log import setup_logging
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("%s (sampler %s, batch %d, data %s); %.2f CPU ms per sample (all processes, workers' start-up "
                 "included); skipped draws: %s", json.dumps(result), cfg.data.sampler_mode, args.batch_size,
                 args.data_root, 1e3 * cpu_seconds / timed, dict(loader.counts))
-    print(json.dumps(result))
+    emit(json.dumps(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixformerv2.utils.cli import cli_main, make_parser
+from mixformerv2.utils.cli import cli_main, emit, make_parser
 from mixformerv2.utils.log import setup_logging
 
 ANALYZE = ["-m", "mixformerv2.commands.analyze"]  # the installed tool, wherever the package is
@@ -62,19 +62,19 @@ def main(argv=None) -> int:
         root, results = Path(tmp) / "lasot", Path(tmp) / "results"
         start = time.perf_counter()
         write_fake_lasot(root, results, args.sequences, args.frames, args.trackers)
-        print(f"wrote {args.sequences} sequences, {args.frames} frames, {args.trackers} trackers "
-              f"in {time.perf_counter() - start:.1f} s")
+        emit(f"wrote {args.sequences} sequences, {args.frames} frames, {args.trackers} trackers "
+             f"in {time.perf_counter() - start:.1f} s")
         command = [sys.executable, *ANALYZE, "--dataset", "lasot", "--root", str(root), "--results",
                    str(results), "--trackers", *[f"T{t}" for t in range(args.trackers)], "--protocol", args.protocol,
                    "--json", str(Path(tmp) / "report.json")]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        print(done.stdout, end="")
+        emit(done.stdout, end="")
         if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
+            emit(done.stderr, file=sys.stderr)
             return done.returncode
-    print(f"analyze: {seconds:.2f} s for {args.sequences} sequences x {args.trackers} trackers")
+    emit(f"analyze: {seconds:.2f} s for {args.sequences} sequences x {args.trackers} trackers")
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 from mixformerv2.config import load_config
 from mixformerv2.profiling import (CUDA_SPEED_VARIANTS, SPEED_VARIANTS, profile_model, speed_markdown,
                                    speed_table)
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, emit, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                              runs=args.runs or 30, progress=not args.no_progress)
         command = "python tools/profile_model.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         markdown = speed_markdown(result, command)
-        print(markdown)
+        emit(markdown)
         if args.markdown:
             atomic_write_text(args.markdown, markdown)
     else:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s: counting FLOPs and timing the full forward and the cached path on %s", args.config, device)
         result = {"config": args.config, **profile_model(cfg.model, device, args.runs or 50, args.batch,
                                                         progress=not args.no_progress)}
-        print(json.dumps(result, indent=2))
+        emit(json.dumps(result, indent=2))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0

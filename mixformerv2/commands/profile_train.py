@@ -22,7 +22,7 @@ from mixformerv2.train.distributed import DistInfo
 from mixformerv2.train.run import build_loaders, seed_all
 from mixformerv2.train.stage import build_stage, list_stages
 from mixformerv2.train.trainer import Trainer
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, emit, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.io import atomic_write_text
 from mixformerv2.utils.log import setup_logging
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(stage, cfg, train_loader, scratch, device=device, progress=False)
         result = benchmark_training(trainer, steps=args.steps, warmup=args.warmup)
     text = json.dumps({"config": args.config, **result}, indent=2)
-    print(text)
+    emit(text)
     if args.json:
         atomic_write_text(args.json, text + "\n")
     return 0

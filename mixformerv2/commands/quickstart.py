@@ -42,7 +42,7 @@ from mixformerv2.tracking.scoring import track_and_score
 from mixformerv2.train.pipeline import load_pipeline
 from mixformerv2.train.pipeline_run import run_pipeline
 from mixformerv2.train.trainer import NonFiniteError
-from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, error_line, make_parser
+from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, emit, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.log import LogFileSwitch, setup_logging
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     roots = [f"data.roots.lasot={args.data / 'lasot'}", f"data.roots.got10k={args.data / 'got10k'}"]
     try:
         with logging_redirect_tqdm():
-            records = run_pipeline(pipeline, device=device, overrides=[*roots, *args.overrides], evaluate=False, progress=progress,
-                                   log_to=LogFileSwitch())
+            records = run_pipeline(pipeline, device=device, overrides=[*roots, *args.overrides], evaluate=False,
+                                   progress=progress, log_to=LogFileSwitch())
     except NonFiniteError as err:
         logger.error("%s", error_line(err))
         return NAN_GUARD_STATUS
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = write_quickstart_report(rows, DATASET, results, out, speed=speed, root=args.data / "lasot",
                                       steps=steps, title="MixFormerV2 quickstart on the synthetic benchmark")
     checks = check_acceptance(summary)
-    print((out / "report.md").read_text())
-    print(format_checks(checks))
+    emit((out / "report.md").read_text())
+    emit(format_checks(checks))
     logger.info("quickstart done in %.0f s: %s", sum(steps.values()), out / "report.md")
     return 1 if args.strict and not all(check.passed for check in checks) else 0
 

@@ -28,8 +28,8 @@ from mixformerv2.evaluation.report import SCORE_UNITS, paper_rows, write_json
 from mixformerv2.evaluation.results import BoxPolicy, box_rule_for_folder
 from mixformerv2.evaluation.scoring import score_runs
 from mixformerv2.tracking.runner import run_benchmark
-from mixformerv2.utils.cli import (add_checkpoint_args, add_config_args, add_device_arg, checkpoint_from_args,
-                                   cli_main, make_parser)
+from mixformerv2.utils.cli import (add_checkpoint_args, add_config_args, add_device_arg, checkpoint_from_args, cli_main,
+                                   emit, make_parser)
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import setup_logging
 
@@ -152,9 +152,9 @@ def main(argv=None) -> int:
     report = {}
     for dataset in args.datasets:
         report[dataset] = process_dataset(args, cfg, run, dataset)  # RunMismatchError: cli_main, exit 2
-    print(f"\n{run} vs {paper_tracker or 'no published row'} (pytracking protocol"
-          + (", full-precision boxes)" if args.full_precision else ", boxes truncated toward zero)"))
-    print(comparison_table(report, paper_tracker))
+    emit(f"\n{run} vs {paper_tracker or 'no published row'} (pytracking protocol"
+         + (", full-precision boxes)" if args.full_precision else ", boxes truncated toward zero)"))
+    emit(comparison_table(report, paper_tracker))
     write_json(Path(args.results) / run / "reproduce.json",
                {"units": SCORE_UNITS, "config": args.config, "checkpoint": args.checkpoint,
                 "paper_tracker": paper_tracker,

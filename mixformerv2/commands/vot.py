@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, make_parser
+from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, emit, make_parser
 from mixformerv2.utils.errors import UserError
 from mixformerv2.utils.io import atomic_write_text
 from mixformerv2.utils.log import setup_logging
@@ -94,8 +94,8 @@ def prepare(args: argparse.Namespace) -> None:
                                             label=f"MixFormerV2 ({Path(args.checkpoint).name})")
     files = [Path(args.config).absolute(), Path(args.checkpoint).absolute()]
     vot_workspace.register_tracker(workspace, args.tracker, section, files)
-    print(f"{workspace / vot_workspace.TRACKERS_FILE}: tracker {args.tracker} runs "
-          f"{shlex.join([section['python'], '-m', 'mixformerv2.vot', *argv])}")
+    emit(f"{workspace / vot_workspace.TRACKERS_FILE}: tracker {args.tracker} runs "
+         f"{shlex.join([section['python'], '-m', 'mixformerv2.vot', *argv])}")
 
 
 def format_summary(summary: dict[str, dict[str, float]]) -> str:
@@ -122,9 +122,9 @@ def evaluate(args: argparse.Namespace) -> None:
         if any(math.isnan(v) for v in values.values()):
             logger.warning("%s: a measure is NaN (an EAO range longer than every run of the tracker gives NaN; "
                            "set it with prepare --eao-range)", experiment)
-    print(format_summary(summary))
-    print(f"analysis: {workspace / 'analysis' / (name + '.json')}" + (f", report: {report}" if report else "")
-          + f" ({time.perf_counter() - start:.0f} s)")
+    emit(format_summary(summary))
+    emit(f"analysis: {workspace / 'analysis' / (name + '.json')}" + (f", report: {report}" if report else "")
+         + f" ({time.perf_counter() - start:.0f} s)")
     if args.json:
         atomic_write_text(args.json, json.dumps({
             "tracker": args.tracker, "workspace": str(workspace), "toolkit": analysis.get("toolkit"),

@@ -17,7 +17,7 @@ result as ``speed``::
     speed = profile_trackers(models_to_profile(rows), dataset="lasot")
     summary = write_quickstart_report(rows, "lasot", "results", "outputs/quickstart", speed=speed,
                                       root="data/synthetic/lasot", steps={"teacher": 312.0, ...})
-    print(format_checks(check_acceptance(summary)))
+    report = format_checks(check_acceptance(summary))  # one PASS/FAIL line per check
 
 ``check_acceptance`` evaluates the quickstart's acceptance lines on a summary (a dict or ``summary.json``): the
 final student reaches 90 % of the teacher's AUC, beats the hold-the-first-box baseline by 15 AUC points, and runs

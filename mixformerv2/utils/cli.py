@@ -161,3 +161,11 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
                              "openvino; default: export them at start)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the per-frame step (torch backend; CUDA graphs on a GPU)")
+
+
+def emit(*parts: object, file=None, end: str = "\n") -> None:
+    """Write a command's result (a table, a report, a verdict) to stdout, or ``file``: what the user asked the tool
+    for, as opposed to the log (progress and diagnostics go to ``logging``)."""
+    stream = sys.stdout if file is None else file
+    stream.write(" ".join(str(part) for part in parts) + end)
+    stream.flush()
