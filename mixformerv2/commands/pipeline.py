@@ -29,14 +29,12 @@ from mixformerv2.tracking.scoring import track_and_score
 from mixformerv2.train.distributed import env_dist_info
 from mixformerv2.train.pipeline import Benchmark, PipelineStage, load_pipeline
 from mixformerv2.train.pipeline_run import format_summary, run_pipeline
-from mixformerv2.train.trainer import NonFiniteError
+from mixformerv2.train.trainer import NAN_GUARD_STATUS, NonFiniteError
 from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, emit, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import LogFileSwitch, setup_logging
 
 logger = logging.getLogger("pipeline")
-
-NAN_GUARD_STATUS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -41,7 +41,7 @@ from mixformerv2.tracking.baselines import HOLD_FIRST_BOX, no_online_update_over
 from mixformerv2.tracking.scoring import track_and_score
 from mixformerv2.train.pipeline import load_pipeline
 from mixformerv2.train.pipeline_run import run_pipeline
-from mixformerv2.train.trainer import NonFiniteError
+from mixformerv2.train.trainer import NAN_GUARD_STATUS, NonFiniteError
 from mixformerv2.utils.cli import add_device_arg, add_overrides_arg, cli_main, emit, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.errors import UserError
@@ -51,7 +51,6 @@ logger = logging.getLogger("quickstart")
 
 PIPELINE = Path("configs/quickstart/pipeline.yaml")
 DATASET = "lasot"  # the synthetic LaSOT-format test split, scored with the LaSOT protocol
-NAN_GUARD_STATUS = 3
 OUTPUT_MARK = "quickstart.json"  # written into --out: --fresh deletes only a folder that has it
 # (stage, report role, note); the report's rows in this order, then the two baselines
 TRACKED = (("teacher", "teacher", "MixViT teacher, dense corner head"),

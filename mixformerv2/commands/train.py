@@ -22,14 +22,12 @@ from mixformerv2.config import load_config
 from mixformerv2.train.distributed import env_dist_info
 from mixformerv2.train.run import run_training
 from mixformerv2.train.stage import list_stages
-from mixformerv2.train.trainer import NonFiniteError
+from mixformerv2.train.trainer import NAN_GUARD_STATUS, NonFiniteError
 from mixformerv2.utils.cli import add_config_args, add_device_arg, cli_main, error_line, make_parser
 from mixformerv2.utils.device import resolve_device
 from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("train")
-
-NAN_GUARD_STATUS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

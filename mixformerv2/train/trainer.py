@@ -47,6 +47,9 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive iterations with a non-finite loss or gradient; the message names the iteration."""
 
 
+NAN_GUARD_STATUS = 3  # exit status of the training tools when a NonFiniteError stops them
+
+
 def batch_names(batch: Mapping[str, Any]) -> list[str]:
     """``dataset/sequence`` of each sample of a loader batch (the pipeline's keys), else its sample indices."""
     sequences, datasets = batch.get("sequence"), batch.get("dataset")
