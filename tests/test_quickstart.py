@@ -1,8 +1,8 @@
 """A reduced quickstart end to end (tools/quickstart.py): the whole pipeline learns on synthetic data.
 
-One run (module fixture, about 3.5 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
-set (5 LaSOT test videos) with every stage cut to 6 epochs of 512 samples (``--set``), then:
-the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
+One run (module fixture, about 2.5 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
+set (5 LaSOT test videos) with the shipped pipeline's stages cut short (a pipeline file with per-stage ``set``),
+then: the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
 shallower student's held-out IoU stays close to the deeper one's; the score head separates positive from negative
 crops on held-out data; a re-run skips every step; the report and summary hold every row.
 """
@@ -10,14 +10,32 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import yaml
 
 from mixformerv2.data.synthetic import PRESETS, generate_all
 from tests.tool_loader import load_tool
 
-# every stage: 6 epochs of 512 samples (the shipped quickstart: 3-20 epochs of 2048), validated at epochs 3 and 6
-REDUCED = ["data.samples_per_epoch=512", "train.epochs=6", "data.val_samples_per_epoch=256", "train.val_interval=3"]
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "quickstart" / "pipeline.yaml"
+# every stage 512 samples per epoch (the shipped quickstart: 2048) and 256 held-out ones, validated only after the
+# last epoch; epochs per stage (shipped: 10, 20, 3, 6, 3). Stage 2 fades block 1 at rate 0.5, then 0.
+COMMON = ["data.samples_per_epoch=512", "data.val_samples_per_epoch=256", "train.val_interval=100"]
+EPOCHS = {"teacher": ["train.epochs=8"], "stage1": ["train.epochs=6"],
+          "stage2": ["train.epochs=2", "train.remove_epochs=2"], "stage2b": ["train.epochs=3"],
+          "stage3": ["train.epochs=3"]}
+
+
+def reduced_pipeline(path: Path) -> Path:
+    """The shipped quickstart pipeline with each stage's epochs cut to ``EPOCHS``, written to ``path``."""
+    spec = yaml.safe_load(SHIPPED.read_text())
+    assert {stage["name"] for stage in spec["stages"]} == set(EPOCHS)
+    for stage in spec["stages"]:
+        stage["config"] = str(SHIPPED.parent / stage["config"])
+        stage["set"] = [*stage.get("set", []), *EPOCHS[stage["name"]]]
+    path.write_text(yaml.safe_dump(spec))
+    return path
 
 
 def last_val(run_dir, key: str) -> float:
@@ -34,7 +52,7 @@ def quickstart(tmp_path_factory):
     generate_all(data, replace(PRESETS["quickstart"], lasot_test_per_class=1), formats=("lasot", "got10k"),
                  workers=2)
     args = ["--out", str(out), "--data", str(data), "--no-progress", "--device", "cpu",
-            "--set", *REDUCED]
+            "--pipeline", str(reduced_pipeline(root / "pipeline.yaml")), "--set", *COMMON]
     status = load_tool("quickstart").main(args)
     assert status == 0
     return {"out": out, "args": args, "summary": json.loads((out / "summary.json").read_text())}
@@ -56,7 +74,7 @@ def test_stage2_prunes_and_the_shallower_student_stays_close_to_the_deeper_one(q
     assert quickstart["summary"]["rows"]["stage2b"]["params_m"] < quickstart["summary"]["rows"]["stage1"]["params_m"]
     deep, shallow = last_val(runs / "stage1", "iou"), last_val(runs / "stage2b", "iou")
     # one of four layers removed, then fine-tuned on the same data: the held-out IoU may not fall by more than
-    # 0.05 (measured: it rises, the fine-tuning is extra training)
+    # 0.05 (measured: 0.166 -> 0.175, it rises: the fine-tuning is extra training)
     assert shallow >= deep - 0.05, (deep, shallow)
 
 
@@ -64,7 +82,7 @@ def test_the_score_head_separates_positive_from_negative_crops(quickstart):
     auroc = last_val(quickstart["out"] / "runs" / "stage3", "auroc")
     # 256 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
     # about 0.036, so 0.57 is 2 of them above chance. Measured here (a frozen student after 3072 samples, the score
-    # head after 3072): 0.61; the shipped quickstart reaches 0.79, the score of a better student.
+    # head after 1536): 0.61; the shipped quickstart reaches 0.79, the score of a better student.
     assert auroc >= 0.57, auroc
 
 

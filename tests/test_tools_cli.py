@@ -267,3 +267,19 @@ def test_parser_help_keeps_the_examples(capsys):
         parser.parse_args(["--help"])
     assert "--results results --trackers" in capsys.readouterr().out
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+def test_command_docstrings_keep_their_line_breaks():
+    """A backslash at the end of a line in a plain docstring joins it to the next one, so a shell example with a
+    ``\\`` continuation loses its line break in ``--help``: the docstring must have as many lines as its source."""
+    import ast
+
+    import mixformerv2.commands as commands
+
+    for path in sorted(Path(commands.__file__).parent.glob("*.py")):
+        module = ast.parse(path.read_text())
+        node = module.body[0] if module.body else None
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            continue
+        source_lines = node.end_lineno - node.lineno + 1
+        assert node.value.value.count("\n") + 1 == source_lines, f"{path.name}: a line of its docstring ends in '\\'"

@@ -25,7 +25,7 @@ from mixformerv2.train.checkpointing import (CheckpointManager, ResumeError, cap
                                              describe_version, list_checkpoints, load_state, restore_rng_state,
                                              save_state)
 from mixformerv2.train.distributed import DistInfo
-from mixformerv2.train.run import run_training
+from mixformerv2.train.run import cpu_threads, run_training
 from mixformerv2.train.stage import Stage, build_stage, list_stages, official_param_groups
 from mixformerv2.train.trainer import NonFiniteError, Trainer
 from mixformerv2.utils.version import code_version
@@ -107,6 +107,26 @@ def test_train_config_accepts_the_trainer_settings():
     cfg = load_config(None, ["train.scheduler=cosine", "train.lr_drop_epoch=0", "train.val_interval=0",
                              "train.amp_dtype=float16", "train.min_lr_factor=1", "train.batch_size_per_process=2"])
     assert (cfg.train.scheduler, cfg.train.val_interval, cfg.train.batch_size_per_process) == ("cosine", 0, 2)
+
+
+@pytest.mark.parametrize("cpus, local_processes, workers, setting, expected", [
+    (2, None, 1, 0, 1),  # this machine: one loader process, one compute thread
+    (16, None, 4, 0, 12),
+    (16, "4", 2, 0, 2),  # torchrun: 4 processes on the node share its 16 CPUs, each with 2 loader workers
+    (4, None, 8, 0, 1),  # never fewer than 1
+    (16, None, 4, 3, 3),  # set by hand
+])
+def test_cpu_training_threads_leave_the_loader_processes_their_cores(monkeypatch, cpus, local_processes, workers,
+                                                                      setting, expected):
+    import mixformerv2.train.run as run
+
+    monkeypatch.setattr(run, "available_cpus", lambda: cpus)
+    if local_processes is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    cfg = load_config(None, [f"data.num_workers={workers}", f"train.cpu_threads={setting}"])
+    assert cpu_threads(cfg, DistInfo()) == expected
 
 
 def test_trainer_rejects_settings_that_do_not_fit_the_data(tmp_path):

@@ -1,6 +1,6 @@
 """Score tracker result files on a benchmark with the official rules, print a table, write JSON and plots.
 
-    python tools/analyze.py --dataset lasot --root data/lasot --results results --trackers mixformerv2_b OSTrack \
+    python tools/analyze.py --dataset lasot --root data/lasot --results results --trackers mixformerv2_b OSTrack \\
         [--json report.json] [--plots plots/] [--paper] [--allow-incomplete] [--protocol pytracking|toolkit]
 
 Result files: ``<results>/<tracker>/<sequence>.txt`` or ``<results>/<tracker>/<dataset>/<sequence>.txt`` (GOT-10k

@@ -1,7 +1,7 @@
 """Write a trivial baseline's results in the runner's layout, for tools/analyze.py to score beside real runs.
 
     python tools/baseline.py --dataset lasot --root data/synthetic/lasot --results results
-    python tools/analyze.py --dataset lasot --root data/synthetic/lasot --results results \
+    python tools/analyze.py --dataset lasot --root data/synthetic/lasot --results results \\
         --trackers hold_first_box quickstart_final
 
 ``hold_first_box`` (the only baseline so far): every frame's box is the initial box. Results go to

@@ -1,6 +1,6 @@
 """Accuracy cost of each backend and precision: track one benchmark with each, report AUC and agreement.
 
-    python tools/compare_backends.py --config configs/mixformerv2_s.yaml --checkpoint models/mixformerv2_small.pth.tar \
+    python tools/compare_backends.py --config configs/mixformerv2_s.yaml --checkpoint models/mixformerv2_small.pth.tar \\
         --dataset lasot --root data/synthetic/lasot --json backends_accuracy.json
 
 Each variant (``backend:precision``, or ``auto``) tracks the same sequences; the first is the reference (default

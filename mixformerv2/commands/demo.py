@@ -1,6 +1,6 @@
 """Track one target through a video file or a folder of frames; write an annotated video and a CSV of boxes.
 
-    python tools/demo.py --video input.mp4 --init-box 100,80,40,60 \
+    python tools/demo.py --video input.mp4 --init-box 100,80,40,60 \\
         --config configs/mixformerv2_s.yaml --checkpoint models/mixformerv2_small.pth.tar --out out.mp4
 
 The CSV (``<out>.csv`` unless ``--csv``) has one row per frame: ``frame,x,y,w,h,score`` (frame 0 = the initial

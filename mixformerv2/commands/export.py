@@ -1,6 +1,6 @@
 """Export the tracker's network to ONNX: the template encoder and the per-frame step, checked, with a manifest.
 
-    python tools/export.py --config configs/mixformerv2_s.yaml --checkpoint models/mixformerv2_small.pth.tar \
+    python tools/export.py --config configs/mixformerv2_s.yaml --checkpoint models/mixformerv2_small.pth.tar \\
         --out export/mixformerv2_s
 
 Writes ``template_encoder.onnx`` (template + online template -> every layer's template keys/values),

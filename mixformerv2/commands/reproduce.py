@@ -1,6 +1,6 @@
 """Reproduce the paper's main table: track every benchmark with its official settings, score it, compare.
 
-    python tools/reproduce.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \
+    python tools/reproduce.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \\
         --datasets lasot lasot_ext tnl2k trackingnet uav123 --root-lasot data/lasot --workers 2
 
 For each benchmark: ``tools/test.py`` logic (per-dataset search factor / update interval from the config, results

@@ -1,6 +1,6 @@
 """Run MixFormerV2 over a benchmark and write per-sequence result files.
 
-    python tools/test.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \
+    python tools/test.py --config configs/mixformerv2_b.yaml --checkpoint models/mixformerv2_base.pth.tar \\
         --dataset lasot --root data/lasot --workers 2
 
     python tools/test.py ... --backend auto     # the fastest backend and precision for this CPU (logged)

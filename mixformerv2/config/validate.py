@@ -36,6 +36,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
         "train.weight_decay", "train.lr_drop_epoch", "train.backbone_lr_multiplier", "train.grad_clip_norm",
         "train.iou_weight", "train.l1_weight", "train.kl_weight", "train.feat_weight", "train.score_weight",
         "train.remove_epochs", "train.val_interval", "train.pred_token_init_std", "train.warmup_iters", "train.checkpoint_interval",
+        "train.cpu_threads",
         "test.clip_margin")},
     **{k: (0, 1, True) for k in (  # probabilities and fractions
         "model.drop_path_rate", "data.gray_prob", "data.flip_prob", "data.crop_flip_prob", "data.positive_prob",

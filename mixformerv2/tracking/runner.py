@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from ..config import Config, TestConfig, config_to_dict
 from ..data.sequence import Sequence, read_frame_rgb
 from ..evaluation.results import MANIFEST, MATCH_KEYS, TRUNCATE_INT, manifest_differences, shard_manifest_name
-from ..utils.device import default_device, worker_devices
+from ..utils.device import available_cpus, default_device, worker_devices
 from ..utils.io import atomic_write_text, sha256_file
 from ..utils.version import code_version
 from .shards import shard_sequences
@@ -328,7 +327,7 @@ def run_sequences(tracker_factory: Callable | SequenceType[Callable], sequences:
             _collect(map(partial(_track_and_write, tracker), tasks), summary, bar)
         else:
             processes = min(workers, len(tasks))
-            threads = max(1, _available_cpus() // processes)
+            threads = max(1, available_cpus() // processes)
             pool_factories = [factories[k % len(factories)] for k in range(processes)]
             with WorkerPool(pool_factories, describe_tracker, _track_and_write, threads) as pool:
                 write_manifest(results_dir, {**manifest, "tracker": pool.start()})
@@ -341,11 +340,6 @@ def run_sequences(tracker_factory: Callable | SequenceType[Callable], sequences:
     return summary
 
 
-def _available_cpus() -> int:
-    """CPUs this process may use (the affinity mask where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _collect(outcomes, summary: RunSummary, bar) -> None:

@@ -6,7 +6,6 @@ slower than the overlapped loop of ``Trainer.fit``).
 """
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
+from ..utils.device import available_cpus
 from .trainer import Trainer, batch_size_of
 
 
@@ -44,8 +44,8 @@ def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
 
 def thread_counts() -> dict:
     """torch's intra-op and inter-op threads of this process and the logical CPUs it may run on."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(), "logical_cpus": usable}
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+            "logical_cpus": available_cpus()}
 
 
 def peak_memory_mib(device: torch.device) -> float:

@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "mixformerv2-train-state/1"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
-# Keys that may change between a run and its resume: none of them changes which samples are drawn or the weights.
+# Keys that may change between a run and its resume: none of them changes which samples are drawn or the weights
+# (CPU threads change only the order of floating-point sums).
 RESUME_FREE_KEYS = ("data.num_workers", "data.roots", "train.print_interval", "train.keep_last",
-                    "train.checkpoint_interval", "train.val_interval", "test")
+                    "train.checkpoint_interval", "train.val_interval", "train.cpu_threads", "test")
 
 
 class ResumeError(RuntimeError):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from ..config import Config, ConfigError, dump_config, validate_config
 from ..data.pipeline import build_train_loader, load_train_datasets
+from ..utils.device import available_cpus
 from ..utils.io import atomic_write_text
 from .chaining import ChainError
 from .checkpointing import describe_version
@@ -59,6 +61,16 @@ def _open_datasets(cfg: Config, key: str):
         raise ConfigError(f"{key}: {err}") from None
 
 
+def cpu_threads(cfg: Config, dist: DistInfo) -> int:
+    """torch intra-op threads for one training process on a CPU device: ``train.cpu_threads``, or (0) this node's
+    logical CPUs shared among its processes (torchrun's ``LOCAL_WORLD_SIZE``) minus ``data.num_workers``, at least
+    1, so that compute threads and loader processes do not contend for the same cores."""
+    if cfg.train.cpu_threads:
+        return cfg.train.cpu_threads
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+    return max(1, available_cpus() // max(1, local_processes) - cfg.data.num_workers)
+
+
 def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", device: str | torch.device = "cpu",
                  loaders: LoaderFactory = build_loaders, progress: bool = True,
                  config_file: str | Path | None = None) -> Trainer:
@@ -71,7 +83,12 @@ def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", devi
     """
     validate_config(cfg, stages=list_stages())  # a config made with dataclasses.replace skipped the loader's checks
     dist, device = init_distributed(device)
+    previous_threads = torch.get_num_threads()
     try:
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads(cfg, dist))
+            logger.info("%d torch thread(s) per process (train.cpu_threads %d, data.num_workers %d)",
+                        torch.get_num_threads(), cfg.train.cpu_threads, cfg.data.num_workers)
         seed_all(cfg.train.seed)  # the same initial weights on every rank
         try:
             stage = build_stage(cfg, device)
@@ -93,4 +110,5 @@ def run_training(cfg: Config, output_dir: str | Path, resume: str = "auto", devi
         trainer.fit()
         return trainer
     finally:
+        torch.set_num_threads(previous_threads)
         cleanup_distributed()

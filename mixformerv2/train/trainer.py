@@ -208,7 +208,8 @@ class Trainer:
                 self.batch_in_epoch = 0
                 self.save()
                 interval = self.cfg.train.val_interval
-                if self.val_loader is not None and interval and self.epoch % interval == 0:
+                last = self.epoch == self.cfg.train.epochs
+                if self.val_loader is not None and interval and (self.epoch % interval == 0 or last):
                     self.validate()
         finally:
             bar.close()

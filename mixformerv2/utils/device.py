@@ -1,6 +1,8 @@
 """Torch device selection: the default of every ``--device`` flag, and a check that a requested device exists."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UserError
@@ -9,6 +11,13 @@ from .errors import UserError
 def default_device() -> str:
     """``"cuda"`` when a GPU is available, else ``"cpu"`` (the default of every ``--device`` flag)."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def available_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def resolve_device(name: str | torch.device | None = None) -> torch.device:
