@@ -3,21 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXTRAS_STAMP := $(VENV)/.installed-extras
 # The VOT toolkit lives in its own environment (it needs opencv-python, which clashes with our headless OpenCV)
 # and runs our tracker as a subprocess with .venv/bin/python; see mixformerv2/vot/toolkit-requirements.txt.
 VOT_VENV := .venv-vot
 VOT_REQUIREMENTS := mixformerv2/vot/toolkit-requirements.txt
 VOT_STAMP := $(VOT_VENV)/.installed
 
-.PHONY: setup vot-env demo test parity profile clean
+.PHONY: setup extras vot-env demo test parity profile clean
 
+# The package and what the quickstart needs; `extras` adds what the tests, export and the CPU backends need.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev,vot,openvino]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+extras: $(EXTRAS_STAMP)
+
+$(EXTRAS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,vot,openvino]'
+	touch $(EXTRAS_STAMP)
 
 vot-env: $(VOT_STAMP)
 
@@ -34,10 +42,10 @@ $(VOT_STAMP): $(VOT_REQUIREMENTS)
 demo: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) tools/quickstart.py $(if $(FRESH),--fresh)
 
-test: $(STAMP) $(VOT_STAMP)
+test: $(EXTRAS_STAMP) $(VOT_STAMP)
 	$(PY) -m pytest -q
 
-parity: $(STAMP)
+parity: $(EXTRAS_STAMP)
 	$(PY) tools/parity.py tests/data/golden/*.pt --fast-path
 
 profile: $(STAMP)

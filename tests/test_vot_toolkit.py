@@ -3,7 +3,7 @@ into a local stack, the toolkit (its own environment, ``make vot-env``) runs the
 and the numbers of its analysis JSON are checked against our own evaluator on the same trajectories.
 
 Needs ``.venv-vot/`` (``make test`` creates it first) and ``vot-trax`` in this interpreter (the ``vot`` extra, which
-``make setup`` installs); without either the tests are skipped with the command that provides it.
+``make extras`` installs); without either the tests are skipped with the command that provides it.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ if not (TOOLKIT_ENV / "bin" / "vot").is_file():
     pytest.skip(f"the VOT toolkit environment {TOOLKIT_ENV} does not exist: run `make vot-env` (make test does)",
                 allow_module_level=True)
 if importlib.util.find_spec("trax") is None:
-    pytest.skip(f"vot-trax is not installed in {sys.executable}: pip install -e '.[vot]' (make setup does)",
+    pytest.skip(f"vot-trax is not installed in {sys.executable}: pip install -e '.[vot]' (make extras does)",
                 allow_module_level=True)
 
 
