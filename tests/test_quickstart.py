@@ -1,6 +1,6 @@
 """A reduced quickstart end to end (tools/quickstart.py): the whole pipeline learns on synthetic data.
 
-One run (module fixture, about 2.5 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
+One run (module fixture, about 2 minutes on 2 idle cores) of the real quickstart command on a smaller synthetic
 set (5 LaSOT test videos) with the shipped pipeline's stages cut short (a pipeline file with per-stage ``set``),
 then: the trained teacher tracks better than holding the first box; stage 2 fades, prunes and fine-tunes, and the
 shallower student's held-out IoU stays close to the deeper one's; the score head separates positive from negative
@@ -64,8 +64,9 @@ def quickstart(tmp_path_factory):
 def test_the_trained_teacher_tracks_better_than_holding_the_first_box(quickstart):
     rows = quickstart["summary"]["rows"]
     # hold-first-box scores 5.5 AUC points on these 5 videos and a teacher that does not follow the target stays
-    # there; measured with these settings (3072 training samples): 9.0, i.e. +3.4 (the shipped quickstart: +13.0)
-    assert rows["teacher"]["auc_pct"] >= rows["hold_first_box"]["auc_pct"] + 2.0
+    # there. Measured with these settings (6144 training samples): 12.7, i.e. +7.2; other training seeds gave
+    # +2.5 (seed 1) and +3.4 (seed 2), and so the bound is 1.5 (the shipped quickstart: +13.1)
+    assert rows["teacher"]["auc_pct"] >= rows["hold_first_box"]["auc_pct"] + 1.5
 
 
 def test_stage2_prunes_and_the_shallower_student_stays_close_to_the_deeper_one(quickstart):
@@ -77,16 +78,17 @@ def test_stage2_prunes_and_the_shallower_student_stays_close_to_the_deeper_one(q
     assert quickstart["summary"]["rows"]["stage2b"]["params_m"] < quickstart["summary"]["rows"]["stage1"]["params_m"]
     deep, shallow = last_val(runs / "stage1", "iou"), last_val(runs / "stage2b", "iou")
     # one of four layers removed, then fine-tuned on the same data: the held-out IoU may not fall by more than
-    # 0.05 (measured: 0.166 -> 0.175, it rises: the fine-tuning is extra training)
+    # 0.05 (measured: 0.164 -> 0.175, it rises: the fine-tuning is extra training)
     assert shallow >= deep - 0.05, (deep, shallow)
 
 
 def test_the_score_head_separates_positive_from_negative_crops(quickstart):
     auroc = last_val(quickstart["out"] / "runs" / "stage3", "auroc")
-    # 256 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
-    # about 0.036, so 0.57 is 2 of them above chance. Measured here (a frozen student after 3072 samples, the score
-    # head after 1536): 0.61; the shipped quickstart reaches 0.79, the score of a better student.
-    assert auroc >= 0.57, auroc
+    # 512 held-out crops, about half negative: under "no separation" the AUROC is 0.5 with a standard deviation of
+    # about 0.0256, so 0.55 is 2 of them above chance. Measured here (a frozen student after 3072 samples, the score
+    # head after 1536): 0.573 (other training seeds, on 256 crops: 0.67-0.69); the shipped quickstart reaches 0.77,
+    # the score of a better student.
+    assert auroc >= 0.55, auroc
 
 
 def test_a_rerun_skips_every_step_and_the_report_holds_every_row(quickstart, caplog):
