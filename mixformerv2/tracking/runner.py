@@ -340,8 +340,6 @@ def run_sequences(tracker_factory: Callable | SequenceType[Callable], sequences:
     return summary
 
 
-
-
 def _collect(outcomes, summary: RunSummary, bar) -> None:
     for name, error, frames, seconds in outcomes:
         if error is None:
