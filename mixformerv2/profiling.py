@@ -354,7 +354,7 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
         lines += ["", f"**MixFormerV2-{name}**: {entry['gflops']['full']:.1f} GFLOPs = "
                       f"{gmacs(entry['gflops']['full']):.1f} GMACs (the papers' \"FLOPs\") full forward, "
                       f"{entry['gflops']['cached']:.1f} GFLOPs = {gmacs(entry['gflops']['cached']):.1f} GMACs "
-                      "cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
+                      f"cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
                       + (f", {peaks['bf16']:.0f} bf16" if peaks.get("bf16") else ""), "",
                   "| backend | precision | path | network ms p50 / p95 | tracker step ms p50 / p95 | FPS | "
                   "× vs fp32 full (network / step) | GFLOP/s | % of fp32 / bf16 peak |",
