@@ -160,6 +160,7 @@ SPEED_VARIANTS = {
     "onnxruntime_int8": ("onnxruntime", "int8", True, False),
     "openvino_fp32": ("openvino", "fp32", True, False),
     "openvino_bf16": ("openvino", "bf16", True, False),
+    "openvino_int8": ("openvino", "int8", True, False),
 }
 CUDA_SPEED_VARIANTS = {  # the per-frame step at batch 1 on a GPU, compiled with CUDA graphs ("reduce-overhead")
     "torch_fp32_full": ("torch", "fp32", False, False),
@@ -267,14 +268,18 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
     so load changes hit all alike), FPS of the tracker step, speed-up against ``torch_fp32_full``, GFLOPs and the
     achieved GFLOP/s against the fp32 and bf16 matmul peaks measured in the same rounds.
 
-    Returns ``{"machine": machine_info(), "auto": {...}, "models": {name: {"peak_gflops": {"fp32", "bf16"},
-    "gflops": {"full", "cached"}, "gmacs": {"full", "cached"}, "skipped": {variant: reason}, "backends": {variant: row}}}}``, a row being
+    ``auto`` of a model is what ``--backend auto`` picks (``export.backends.choose_auto``): the fastest of its
+    candidates by the network p50 measured here.
+
+    Returns ``{"machine": machine_info(), "models": {name: {"peak_gflops": {"fp32", "bf16"}, "gflops": {"full",
+    "cached"}, "gmacs": {"full", "cached"}, "skipped": {variant: reason}, "auto": {"backend", "precision", "reason",
+    "variant"}, "backends": {variant: row}}}}``, a row being
     ``{"backend", "precision", "path", "ms_p50", "ms_p95", "tracker_ms_p50", "tracker_ms_p95", "fps",
     "speedup_vs_full", "tracker_speedup_vs_full", "gflops", "achieved_gflops", "of_fp32_peak", "of_bf16_peak"}``.
     """
     import tempfile
 
-    from .export.backends import choose_auto
+    from .export.backends import auto_candidates, choose_auto
     from .export.cpu import cpu_info
 
     cpu, device = cpu_info(), torch.device(device)
@@ -283,14 +288,12 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
     if unknown:
         raise ValueError(f"variants {unknown} are not measured on {device.type} (known: {', '.join(table)})")
     chosen = {name: spec for name, spec in table.items() if variants is None or name in variants}
-    backend, precision, reason = choose_auto(cpu, device)
-    auto = next((n for n, spec in chosen.items() if spec == (backend, precision, True, False)), None)
+    auto_variants = {(spec[0], spec[1]): n for n, spec in chosen.items() if spec[2:] == (True, False)}
     machine = machine_info()
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
     result = {"machine": machine, "device": str(device),
               "settings": {"runs": runs, "warmup": warmup, "block": block},
-              "auto": {"backend": backend, "precision": precision, "reason": reason, "variant": auto},
               "models": {}}
     for model_name, cfg in models.items():
         with tempfile.TemporaryDirectory(prefix="mixformerv2_speed_") as tmp:
@@ -301,12 +304,18 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
             times = interleaved_times_ms({**fns, **{f"matmul/{k}": fn for k, (fn, _) in peaks.items()}}, device,
                                          runs, warmup, block, progress)
         peak = {k: flops / (statistics.median(times[f"matmul/{k}"]) * 1e-3) / 1e9 for k, (_, flops) in peaks.items()}
+        rows = _rows(times, {n: spec for n, spec in chosen.items() if n in fns}, gflops_full, gflops_cached, peak)
+        measured = {c: rows[auto_variants[c]]["ms_p50"] for c in auto_candidates(cpu, device)
+                    if auto_variants.get(c) in rows}
+        backend, precision, reason = choose_auto(
+            cpu, device, times_ms=measured if len(measured) == len(auto_candidates(cpu, device)) else None)
         result["models"][model_name] = {
             "config": cfg.name, "peak_gflops": {"fp32": peak["fp32"], "bf16": peak.get("bf16")},
             "gflops": {"full": gflops_full, "cached": gflops_cached},
             "gmacs": {"full": gmacs(gflops_full), "cached": gmacs(gflops_cached)}, "skipped": skipped,
-            "backends": _rows(times, {n: spec for n, spec in chosen.items() if n in fns}, gflops_full,
-                              gflops_cached, peak)}
+            "auto": {"backend": backend, "precision": precision, "reason": reason,
+                     "variant": auto_variants.get((backend, precision))},
+            "backends": rows}
         if device.type == "cuda" and model_name in PAPER_GPU_FPS:
             result["models"][model_name]["paper_gpu_fps"] = PAPER_GPU_FPS[model_name]
     result["machine"]["load_average_end"] = machine_info()["load_average"]
@@ -343,8 +352,7 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
                        (("start", "load_average"), ("end", "load_average_end")) if machine.get(key))]
     lines = [f"CPU: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX2'}); {machine['threads']} thread(s) "
              f"of {machine['logical_cpus']} logical CPUs; load average (1/5/15 min) {loads[0] or 'n/a'}",
-             f"Versions: {versions}",
-             f"auto: {result['auto']['backend']} {result['auto']['precision']} ({result['auto']['reason']})"]
+             f"Versions: {versions}"]
     if command:
         lines.insert(0, f"Command: `{command}`")
     if machine.get("gpu"):
@@ -355,12 +363,13 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
                       f"{gmacs(entry['gflops']['full']):.1f} GMACs (the papers' \"FLOPs\") full forward, "
                       f"{entry['gflops']['cached']:.1f} GFLOPs = {gmacs(entry['gflops']['cached']):.1f} GMACs "
                       f"cached; matmul peak {peaks['fp32']:.0f} GFLOP/s fp32"
-                      + (f", {peaks['bf16']:.0f} bf16" if peaks.get("bf16") else ""), "",
+                      + (f", {peaks['bf16']:.0f} bf16" if peaks.get("bf16") else ""),
+                  f"auto: {entry['auto']['backend']} {entry['auto']['precision']} ({entry['auto']['reason']})", "",
                   "| backend | precision | path | network ms p50 / p95 | tracker step ms p50 / p95 | FPS | "
                   "× vs fp32 full (network / step) | GFLOP/s | % of fp32 / bf16 peak |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for variant, row in entry["backends"].items():
-            mark = " (auto)" if variant == result["auto"]["variant"] else ""
+            mark = " (auto)" if variant == entry["auto"]["variant"] else ""
             bf16 = f"{100 * row['of_bf16_peak']:.0f}" if row["of_bf16_peak"] is not None else "-"
             path = row["path"] + (", compiled" if row.get("compiled") else "")
             lines.append(f"| {row['backend']}{mark} | {row['precision']} | {path} | "

@@ -2,10 +2,12 @@
 backend agreeing on the synthetic benchmark, run.json naming backend and precision, one-line errors."""
 import copy
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,13 +16,14 @@ from mixformerv2.config import TestConfig as TrackerSettings
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.registry import get_dataset
 from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_fp32_parity, check_precision,
-                                         choose_auto,
-                                         quantize_dynamic_int8, quantize_onnx_int8)
+                                         auto_candidates, choose_auto,
+                                         quantize_dynamic_int8, quantize_onnx_int8, quantize_static_int8)
 from mixformerv2.export.cpu import CpuInfo, parse_cpuinfo
-from mixformerv2.export.onnx import example_inputs, export_onnx
+from mixformerv2.export.calibration import calibration_feeds
+from mixformerv2.export.onnx import example_inputs, export_onnx, stack_cache
 from mixformerv2.export.optional import is_installed
 from mixformerv2.models import build_model
-from mixformerv2.tracking.compare import Variant, compare_backends
+from mixformerv2.tracking.compare import DitheredNetwork, Variant, compare_backends, format_comparison
 from mixformerv2.tracking.tracker import MixFormerV2Tracker
 from model_fixtures import TINY, write_tiny_model_files
 from tool_loader import load_tool
@@ -138,8 +141,15 @@ def test_bf16_only_where_native_and_fp16_only_on_cuda():
 def test_auto_picks_by_cpu_features_and_says_why():
     everything = lambda module: True  # noqa: E731
     nothing = lambda module: False  # noqa: E731
+    assert auto_candidates(AMX, CPU, everything) == [("onnxruntime", "int8"), ("openvino", "int8")]
     backend, precision, reason = choose_auto(AMX, CPU, everything)
-    assert (backend, precision) == ("onnxruntime", "int8") and "amx_tile" in reason
+    assert (backend, precision) == ("onnxruntime", "int8") and "amx_tile" in reason and "not timed" in reason
+    times = {("onnxruntime", "int8"): 30.0, ("openvino", "int8"): 20.0}
+    backend, precision, reason = choose_auto(AMX, CPU, everything, times_ms=times)
+    assert (backend, precision) == ("openvino", "int8")
+    assert "the fastest per frame timed here (onnxruntime int8 30.0 ms, openvino int8 20.0 ms)" in reason
+    assert auto_candidates(AVX2, CPU, everything) == [("onnxruntime", "int8"), ("openvino", "int8")]
+    assert auto_candidates(AVX2, CPU, lambda m: m == "onnxruntime") == [("onnxruntime", "int8")]
     assert choose_auto(AMX, CPU, lambda m: m == "openvino")[:2] == ("openvino", "bf16")
     assert choose_auto(AMX, CPU, nothing)[:2] == ("torch", "bf16")
     backend, precision, reason = choose_auto(AVX2, CPU, everything)
@@ -153,13 +163,26 @@ def test_auto_picks_by_cpu_features_and_says_why():
 
 
 @needs_ort
-def test_auto_logs_its_choice_and_the_tracker_reports_it(tiny_model, caplog):
+def test_auto_logs_its_choice_and_the_tracker_reports_it(tiny_model, caplog, monkeypatch):
+    monkeypatch.setattr("mixformerv2.export.backends.is_installed", lambda module: module == "onnxruntime")
     with caplog.at_level("INFO", logger="mixformerv2.export.backends"):
         runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cpu=AVX2)
     assert (runtime.backend, runtime.precision) == ("onnxruntime", "int8")
     assert any("--backend auto: onnxruntime int8 (CPU flags avx2" in r.getMessage() for r in caplog.records)
     runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cached=False, cpu=AVX2)
     assert (runtime.backend, runtime.precision, runtime.cached) == ("torch", "fp32", False)
+
+
+@needs_ort
+@pytest.mark.skipif(not is_installed("openvino"), reason="needs openvino (pip install 'mixformerv2[openvino]')")
+def test_auto_times_its_candidates_and_keeps_the_fastest(tiny_model, caplog):
+    with caplog.at_level("INFO", logger="mixformerv2.export.backends"):
+        runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cpu=AMX)
+    message = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("--backend auto"))
+    times = dict(re.findall(r"(onnxruntime int8|openvino int8) ([0-9.]+) ms", message))
+    assert set(times) == {"onnxruntime int8", "openvino int8"}
+    fastest = min(times, key=lambda k: float(times[k]))
+    assert f"{runtime.backend} {runtime.precision}" == fastest and message.startswith(f"--backend auto: {fastest} (")
 
 
 def test_backend_errors_are_specific(tiny_model, monkeypatch):
@@ -203,11 +226,94 @@ def test_trackers_on_the_backends_agree_on_the_synthetic_test_split(synthetic):
 @needs_ort
 def test_int8_accuracy_cost_is_measured_against_fp32(synthetic):
     cfg = Config(model=TINY)
-    result = compare_backends(cfg, synthetic["files"]["good"], synthetic["sequences"], "lasot",
-                              [Variant("torch", "fp32"), Variant("onnxruntime", "int8"), Variant("torch", "fp32")])
-    int8 = result["variants"]["onnxruntime_int8"]
-    assert 0.5 < int8["mean_iou_to_reference"] < 1.0  # close, and not the fp32 trajectory
+    variants = [Variant("torch", "fp32"), Variant("onnxruntime", "int8"), Variant("torch", "fp32")]
+    if is_installed("openvino"):
+        variants.append(Variant("openvino", "int8"))
+    result = compare_backends(cfg, synthetic["files"]["good"], synthetic["sequences"], "lasot", variants)
+    for key in ("onnxruntime_int8", "openvino_int8")[:len(variants) - 2]:
+        assert 0.5 < result["variants"][key]["mean_iou_to_reference"] < 1.0, key  # close, not the fp32 trajectory
     assert result["variants"]["torch_fp32"]["requested"] == ["torch", "torch"]  # tracked once
+
+
+@needs_ort
+def test_static_int8_quantises_the_backbone_linear_layers_only(tiny_model, tmp_path):
+    import onnx
+
+    manifest = export_onnx(tiny_model, TINY, tmp_path / "onnx")
+    step = tmp_path / "onnx" / manifest["graphs"]["search_step"]["file"]
+    feeds = calibration_feeds(tiny_model, TINY, count=4)
+    out = quantize_static_int8(step, tmp_path / "qdq.onnx", feeds)
+    graph = onnx.load(str(out)).graph
+    made_by = {o: node for node in graph.node for o in node.output}
+    quantised = {node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")
+                 and node.input[0] in made_by and made_by[node.input[0]].op_type == "DequantizeLinear"}
+    products = [node for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+    linear = {n.name for n in products if "_head/" not in n.name and len(n.input) > 1 and n.input[1] in made_by
+              and made_by[n.input[1]].op_type == "DequantizeLinear"}  # weights dequantised from int8
+    assert quantised == linear and len(linear) == 1 + 5 * TINY.depth  # patch embedding; q, kv, proj, fc1, fc2
+    assert not any("_head/" in name for name in quantised)
+
+
+def test_calibration_feeds_are_tracker_crops_of_synthetic_scenes(tiny_model):
+    feeds = calibration_feeds(tiny_model, TINY, count=3)
+    again = calibration_feeds(tiny_model, TINY, count=3)
+    assert len(feeds) == 3 and all(np.array_equal(a["search"], b["search"]) for a, b in zip(feeds, again))
+    assert feeds[0]["search"].shape == (1, 3, TINY.search_size, TINY.search_size)
+    cache = tiny_model.encode_templates(*[torch.from_numpy(np.zeros((1, 3, TINY.template_size, TINY.template_size),
+                                                                    np.float32))] * 2)
+    assert feeds[0]["template_kv"].shape == stack_cache(cache).shape
+    assert all(f["search"].std() > 0.2 for f in feeds)  # normalised image content, not padding
+
+
+class _RecordingNetwork:
+    backend, precision, cached = "stub", "fp32", True
+
+    def __init__(self):
+        self.seen = []
+
+    def forward_search(self, cache, search):
+        self.seen.append(search.clone())
+        return cache
+
+
+def test_dithered_network_adds_seeded_noise_to_the_search_crop_only():
+    inner = _RecordingNetwork()
+    search = torch.zeros(1, 3, 4, 4)
+    net = DitheredNetwork(inner, 0.01, seed=3)
+    assert net.forward_search("cache", search) == "cache" and net.backend == "stub" and net.cached
+    net.forward_search("cache", search)
+    expected = 0.01 * torch.randn((2, 1, 3, 4, 4), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(torch.stack(inner.seen), expected, rtol=0, atol=0)  # fresh noise each frame
+    assert torch.equal(search, torch.zeros(1, 3, 4, 4))  # the caller's crop is not touched
+
+
+def test_dithered_repeats_give_a_reproducible_mean_and_leave_the_exact_run_alone(synthetic):
+    cfg = Config(model=TINY)
+
+    def run(repeats):
+        return compare_backends(cfg, synthetic["files"]["good"], synthetic["sequences"], "lasot",
+                                [Variant("torch", "fp32")], repeats=repeats, dither=0.3)["variants"]["torch_fp32"]
+
+    plain, first, again = run(0), run(3), run(3)
+    assert "auc_mean" not in plain and first["auc"] == plain["auc"]  # the undisturbed run is the same
+    assert first["auc_dithered"] == again["auc_dithered"] and len(first["auc_dithered"]) == 3  # seeded
+    assert any(auc != plain["auc"] for auc in first["auc_dithered"])  # the noise moves the boxes
+    assert first["auc_mean"] == pytest.approx(sum(first["auc_dithered"]) / 3)
+    assert first["auc_mean_delta"] == 0.0 and first["auc_mean_delta_se"] == pytest.approx(
+        (2 * first["auc_sd"] ** 2 / 3) ** 0.5)
+
+
+def test_comparison_table_shows_the_dithered_mean_and_its_standard_error():
+    row = {"backend": "torch", "precision": "fp32", "auc": 20.0, "auc_delta": 0.0, "auc_mean": 15.0, "auc_sd": 1.0,
+           "auc_mean_delta": 0.0, "auc_mean_delta_se": 0.5, "mean_iou_to_reference": 1.0,
+           "lowest_sequence_iou": 1.0, "tracker_ms_p50": 2.0}
+    other = {**row, "precision": "int8", "auc": 18.0, "auc_delta": -2.0, "auc_mean": 14.7, "auc_mean_delta": -0.3}
+    table = format_comparison({"dataset": "lasot", "sequences": 10, "frames": 1200, "reference": "torch_fp32",
+                               "repeats": 8, "dither": 1e-3, "variants": {"torch_fp32": row, "torch_int8": other}})
+    lines = table.splitlines()
+    assert "8 more runs each with search-crop noise sigma 0.001" in lines[0]
+    assert lines[4] == "| torch | fp32 | 20.00 | +0.00 | 15.00 ± 1.00 | (reference) | 1.0000 | 1.0000 | 2.0 |"
+    assert lines[5].split(" | ")[4:6] == ["14.70 ± 1.00", "-0.30 ± 0.50"]
 
 
 @needs_ort

@@ -45,6 +45,7 @@ def test_speed_table_layout_and_markdown():
     assert "**MixFormerV2-T**" in text and machine["cpu"] in text
     assert f"matmul peak {entry['peak_gflops']['fp32']:.0f} GFLOP/s fp32" in text and "{" not in text
     assert text.count("| torch | fp32 |") == 2
+    assert f"auto: {entry['auto']['backend']} {entry['auto']['precision']} (" in text
     with pytest.raises(ValueError, match="not measured on cpu"):
         speed_table({"T": TINY}, ["torch_fp16_compiled"])
 

@@ -6,8 +6,11 @@
 Each variant (``backend:precision``, or ``auto``) tracks the same sequences; the first is the reference (default
 ``torch:fp32``). Reported per variant: AUC (the benchmark's rules, boxes truncated as the runner's box rule), its
 difference to the reference in points, the mean IoU between its trajectory and the reference's, and the median
-tracker step in ms. Variants that cannot run here (a missing extra, bf16 without native bf16) are left out with a
-warning. Nothing is written but ``--json`` / ``--markdown``.
+tracker step in ms. One trajectory is one draw (a tracker that loses its target is chaotic: noise far below a grey
+level moves it onto another path), so each variant also tracks the benchmark ``--repeats`` more times with
+seeded noise of ``--dither`` on the search crop; the table adds the mean AUC of those runs and its difference to
+the reference's, with the standard error: the expected accuracy cost (``mixformerv2.tracking.compare``).
+Variants that cannot run here (a missing extra, bf16 without native bf16) are left out with a warning. Nothing is written but ``--json`` / ``--markdown``.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from mixformerv2.utils.log import setup_logging
 
 logger = logging.getLogger("compare_backends")
 DEFAULT_VARIANTS = ("torch:fp32", "torch:bf16", "torch:int8", "onnxruntime:fp32", "onnxruntime:int8",
-                    "openvino:fp32", "openvino:bf16", "auto")
+                    "openvino:fp32", "openvino:bf16", "openvino:int8", "auto")
 
 
 def runnable(variant: Variant) -> str | None:
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="dataset root, e.g. data/synthetic/lasot")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="BACKEND[:PRECISION]",
                         help="first = reference (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=8,
+                        help="dithered runs per variant, 0: none (default %(default)s)")
+    parser.add_argument("--dither", type=float, default=1e-3,
+                        help="standard deviation of the search-crop noise, normalised units; a grey level is "
+                             "about 0.017 (default %(default)g)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the ONNX backends)")
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--markdown", default=None, help="write the table here")
@@ -76,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(variant)
         else:
             logger.warning("%s left out: %s", text, reason)
+    if args.repeats < 0 or not args.dither > 0:
+        raise UserError(f"--repeats must be >= 0 and --dither > 0 (got {args.repeats}, {args.dither})")
     if not variants:
         raise UserError("--variants: none of them can run on this machine")
     result = compare_backends(cfg, args.checkpoint, sequences, settings_key(cfg, args.dataset, args.split),
-                              variants, device="cpu")
+                              variants, device="cpu", repeats=args.repeats, dither=args.dither)
     result["cpu"] = cpu_info().describe()
     result["threads"] = torch.get_num_threads()
     table = format_comparison(result) + f"\nCPU: {result['cpu']}; {result['threads']} threads\n"

@@ -10,7 +10,8 @@ Every backend offers what the tracker calls:
 and the attributes ``backend``, ``precision`` and ``cached`` that ``run.json`` records. Inputs are normalised RGB
 tensors (1, 3, H, W) float32 on the backend's device.
 
-Precisions (each an explicit choice; ``auto`` picks one, see ``choose_auto``):
+Precisions (each an explicit choice; ``auto`` picks one, see ``auto_candidates``: where there are several, it
+builds them all and keeps the fastest per frame on this machine, timed when it is built):
 
 * ``torch``: ``fp32``; ``bf16`` (CPU with native bf16, or CUDA) and ``fp16`` (CUDA): a copy whose backbone holds
   the weights in that type (autocast would convert every weight on every frame); the heads stay fp32. On the CPU
@@ -21,7 +22,11 @@ Precisions (each an explicit choice; ``auto`` picks one, see ``choose_auto``):
 * ``onnxruntime``: ``fp32``; ``int8``: the per-frame graph with dynamically quantised matrix products
   (``onnxruntime.quantization.quantize_dynamic``, int8 weights per output channel; the heads stay fp32); the
   template encoder stays fp32, it runs once per template update.
-* ``openvino``: ``fp32`` and ``bf16`` (its inference precision; native bf16 CPUs only).
+* ``openvino``: ``fp32`` and ``bf16`` (its inference precision; native bf16 CPUs only); ``int8``: the per-frame
+  graph with statically quantised linear layers of the backbone (QDQ graph from ``onnxruntime.quantization``: int8
+  weights per output channel, uint8 activations whose ranges are calibrated on tracker crops of synthetic scenes,
+  ``calibration.calibration_feeds``), run on OpenVINO's int8 kernels (AMX-int8 / VNNI); the attention products and
+  the heads stay in float, bf16 where the CPU has it natively, else fp32.
 
 The graphs of the ONNX backends come from an export folder (``tools/export.py``, verified against the model config
 and checkpoint) or are exported when the backend is built.
@@ -40,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config.schema import ModelConfig
+from ..config.schema import ModelConfig, TestConfig
 from ..models.layers import MixedAttention
 from ..models.mixformer import MixFormerV2
 from ..utils.errors import UserError
@@ -52,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = {"torch": ("fp32", "bf16", "fp16", "int8"), "onnxruntime": ("fp32", "int8"),
-              "openvino": ("fp32", "bf16")}
+              "openvino": ("fp32", "bf16", "int8")}
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -210,17 +215,19 @@ class OnnxRuntimeBackend:
 
 
 class OpenVinoBackend:
-    """Both graphs in OpenVINO on the CPU at inference precision fp32 or bf16."""
+    """Both graphs in OpenVINO on the CPU. precision: ``fp32``, ``bf16`` (inference precision) or ``int8``
+    (``step_path`` already quantised: ``quantize_static_int8``; the float parts in bf16 where ``native_bf16``)."""
 
     backend = "openvino"
     cached = True
 
     def __init__(self, encoder_path: str | Path, step_path: str | Path, precision: str = "fp32",
-                 threads: int | None = None):
+                 threads: int | None = None, native_bf16: bool = False):
         ov = import_optional("openvino")
         self.precision = precision
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        half = precision == "bf16" or (precision == "int8" and native_bf16)
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if half else "f32",
                   "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
                   "ENABLE_CPU_PINNING": False}
         self._encoder = core.compile_model(core.read_model(str(encoder_path)), "CPU", config).create_infer_request()
@@ -245,6 +252,12 @@ class _QuietQuantizer(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
 
+    def __enter__(self):
+        logging.getLogger().addFilter(self)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self)
+
 
 def _head_products(path: str | Path) -> list[str]:
     """Names of the matrix products of a graph that stay fp32: the heads' (their scope names the module, e.g.
@@ -264,40 +277,107 @@ def quantize_onnx_int8(path: str | Path, out_path: str | Path) -> Path:
     import_optional("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quiet, root = _QuietQuantizer(), logging.getLogger()
-    root.addFilter(quiet)
-    try:
+    with _QuietQuantizer():
         quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
                          nodes_to_exclude=_head_products(path))
-    finally:
-        root.removeFilter(quiet)
     return Path(out_path)
 
 
-def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] = is_installed
-                ) -> tuple[str, str, str]:
-    """(backend, precision, reason) that ``auto`` picks for ``cpu`` / ``device`` among the installed backends.
-
-    The order follows the README's speed table (per frame, against the fp32 full forward, interleaved in one run):
+def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] | None = None
+                    ) -> list[tuple[str, str]]:
+    """The (backend, precision) pairs ``auto`` chooses among on ``cpu`` / ``device``, in order of preference.
 
     * CUDA: torch fp16.
-    * CPU: ONNX Runtime int8 (int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds). On an AMX CPU shared
-      with other jobs it was the steadiest: 4.2-5.1x for S and 3.5-5.2x for B over the runs, where OpenVINO bf16
-      went from 3.2x (loaded) to 5.6x (idle). Without onnxruntime: OpenVINO bf16, else torch bf16 where bf16 is native, else
-      torch fp32 on the cached path (bf16 would be emulated).
+    * CPU: ONNX Runtime int8 (dynamic; int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds) where
+      installed, and OpenVINO int8 (static; its quantiser is ONNX Runtime's) where both are. Which is faster depends
+      on the model, the CPU and its load (``build_backend`` times them): on the 2-core AMX machine of the README's
+      table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 5.7x and B 6.8x faster than the fp32 full
+      forward, ONNX Runtime int8 4.1x and 4.2x, whose attention runs in fp32. OpenVINO without onnxruntime: OpenVINO
+      bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on the cached path (bf16
+      would be emulated).
     """
+    installed = installed or is_installed
+    if device.type == "cuda":
+        return [("torch", "fp16")]
+    if installed("onnxruntime"):
+        return [("onnxruntime", "int8")] + ([("openvino", "int8")] if installed("openvino") else [])
+    if cpu.native_bf16:
+        return [("openvino", "bf16")] if installed("openvino") else [("torch", "bf16")]
+    return [("torch", "fp32")]
+
+
+def _linear_products(path: str | Path) -> list[str]:
+    """Names of a graph's matrix products with a constant 2-D weight outside the heads: the backbone's linear
+    layers (not the attention products, whose both inputs are activations)."""
+    onnx = import_optional("onnx")
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer if len(init.dims) == 2}
+    excluded = set(_head_products(path))
+    return [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and node.name not in excluded
+            and len(node.input) > 1 and node.input[1] in weights]
+
+
+def quantize_static_int8(path: str | Path, out_path: str | Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+    """Static int8 quantisation of a graph's backbone linear layers (``_linear_products``) as a QDQ graph: int8
+    weights with one scale per output channel, uint8 activations whose ranges (min/max) come from running the graph
+    on ``feeds`` (its inputs, e.g. ``calibration.calibration_feeds``). Everything else stays float."""
+    import_optional("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self._feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self._feeds, None)
+
+    with _QuietQuantizer():
+        quantize_static(str(path), str(out_path), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=_linear_products(path))
+    return Path(out_path)
+
+
+def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] | None = None,
+                times_ms: dict[tuple[str, str], float] | None = None) -> tuple[str, str, str]:
+    """(backend, precision, reason) that ``auto`` picks among ``auto_candidates``: the only one, or the fastest by
+    ``times_ms`` (ms per frame of each candidate, measured here; without them the first)."""
+    candidates = auto_candidates(cpu, device, installed)
     if device.type == "cuda":
         return "torch", "fp16", "CUDA device: fp16 weights on the tensor cores"
     flags = ", ".join(cpu.flags) or "none of avx2, avx512f, avx512_bf16, amx_tile"
-    if installed("onnxruntime"):
-        return "onnxruntime", "int8", (f"CPU flags {flags}: ONNX Runtime int8 was the fastest and steadiest per "
-                                       "frame measured")
-    if cpu.native_bf16:
-        if installed("openvino"):
-            return "openvino", "bf16", f"CPU flags {flags} (native bf16), onnxruntime not installed: OpenVINO bf16"
-        return "torch", "bf16", f"CPU flags {flags} (native bf16), onnxruntime/openvino not installed: torch bf16"
-    return "torch", "fp32", (f"CPU flags {flags}: no native bf16 and onnxruntime is not installed (pip install "
-                             "'mixformerv2[export]' for int8): torch fp32 on the cached path")
+    if len(candidates) > 1:
+        if not times_ms:
+            backend, precision = candidates[0]
+            names = ", ".join(f"{b} {p}" for b, p in candidates)
+            return backend, precision, f"CPU flags {flags}: the first of {names} (not timed)"
+        backend, precision = min(candidates, key=lambda c: times_ms[c])
+        timed = ", ".join(f"{b} {p} {times_ms[(b, p)]:.1f} ms" for b, p in candidates)
+        return backend, precision, f"CPU flags {flags}: the fastest per frame timed here ({timed})"
+    backend, precision = candidates[0]
+    if backend == "onnxruntime":
+        return backend, precision, f"CPU flags {flags}: ONNX Runtime int8 (int8 matrix products)"
+    if backend == "openvino":
+        return backend, precision, f"CPU flags {flags} (native bf16), onnxruntime not installed: OpenVINO bf16"
+    if precision == "bf16":
+        return backend, precision, f"CPU flags {flags} (native bf16), onnxruntime/openvino not installed: torch bf16"
+    return backend, precision, (f"CPU flags {flags}: no native bf16 and onnxruntime is not installed (pip install "
+                                "'mixformerv2[export]' for int8): torch fp32 on the cached path")
+
+
+def time_backends(runtimes: dict, cfg: ModelConfig, calls: int = 15) -> dict:
+    """Median ms of ``forward_search`` per runtime on seeded random crops, the runtimes taking turns in blocks of 5
+    (``profiling.interleaved_median_ms``) so that a change in load hits all alike."""
+    from ..profiling import interleaved_median_ms
+    from .onnx import example_inputs
+
+    x = example_inputs(cfg, 0)
+    fns = {}
+    for key, runtime in runtimes.items():
+        cache = runtime.encode_templates(x["template"], x["online_template"])
+        fns[key] = lambda r=runtime, c=cache: r.forward_search(c, x["search"])
+    with torch.inference_mode():
+        return interleaved_median_ms(fns, torch.device("cpu"), runs=calls, warmup=2, block=5)
 
 
 def check_precision(backend: str, precision: str, device: torch.device, cpu: CpuInfo) -> None:
@@ -322,13 +402,17 @@ def check_precision(backend: str, precision: str, device: torch.device, cpu: Cpu
 def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", precision: str | None = None,
                   device: torch.device | str = "cpu", cached: bool | None = None,
                   export_dir: str | Path | None = None, checkpoint_sha256: str | None = None,
-                  threads: int | None = None, compile_step: bool = False, cpu: CpuInfo | None = None):
+                  threads: int | None = None, compile_step: bool = False, cpu: CpuInfo | None = None,
+                  settings: TestConfig | None = None):
     """The backend that runs ``model`` (built from ``cfg``, weights loaded) for the tracker.
 
-    backend: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (which chooses the precision too and logs why;
-    ``choose_auto``). precision: default ``fp32``. export_dir: graphs of ``tools/export.py`` for the ONNX backends, verified against ``cfg`` and
+    backend: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (which chooses the precision too and logs why:
+    with several ``auto_candidates`` it builds them all and keeps the fastest, ``time_backends``). precision: default
+    ``fp32``. export_dir: graphs of ``tools/export.py`` for the ONNX backends, verified against ``cfg`` and
     ``checkpoint_sha256``; without it the graphs are exported now (a few seconds). threads: the ONNX backends'
-    threads (default: torch's). compile_step: see ``TorchBackend``. Raises ``BackendError`` (or ``MissingBackendError``, naming the extra to install).
+    threads (default: torch's). compile_step: see ``TorchBackend``. settings: the tracker's crop factors, which
+    OpenVINO int8 calibrates with (default ``TestConfig()``). Raises ``BackendError`` (or ``MissingBackendError``,
+    naming the extra to install).
     """
     device = torch.device(device)
     cpu = cpu or cpu_info()
@@ -336,10 +420,21 @@ def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", pr
         if precision is not None:
             raise BackendError(f"--backend auto chooses the precision itself; drop --precision {precision} or "
                                "name a backend")
-        backend, precision, reason = choose_auto(cpu, device)
-        if backend != "torch" and cached is False:
+        built = {}
+        if cached is False:
             backend, precision, reason = "torch", "fp32", "the full forward (--no-cache) runs on torch only"
+        elif len(candidates := auto_candidates(cpu, device)) > 1:
+            with tempfile.TemporaryDirectory(prefix="mixformerv2_onnx_") as tmp:
+                if export_dir is None:  # once for all candidates
+                    export_onnx(model, cfg, tmp)
+                built = {c: build_backend(model, cfg, *c, device, cached, export_dir or tmp, checkpoint_sha256,
+                                          threads, cpu=cpu, settings=settings) for c in candidates}
+            backend, precision, reason = choose_auto(cpu, device, times_ms=time_backends(built, cfg))
+        else:
+            backend, precision, reason = choose_auto(cpu, device)
         logger.info("--backend auto: %s %s (%s)", backend, precision, reason)
+        if built:
+            return built[(backend, precision)]
     precision = precision or "fp32"
     check_precision(backend, precision, device, cpu)
     if backend == "torch":
@@ -354,10 +449,17 @@ def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", pr
             export_dir = tmp
         manifest = read_export(export_dir, cfg, checkpoint_sha256)
         encoder, step = graph_path(export_dir, manifest, ENCODER), graph_path(export_dir, manifest, STEP)
-        if backend == "onnxruntime" and precision == "int8":
+        if precision == "int8" and backend == "onnxruntime":
             step = quantize_onnx_int8(step, Path(tmp) / "search_step.int8.onnx")
-        runtime = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}[backend]
-        network = runtime(encoder, step, precision, threads)  # graphs are loaded before the folder goes
+        elif precision == "int8":
+            from .calibration import calibration_feeds
+
+            feeds = calibration_feeds(model, cfg, settings=settings)
+            step = quantize_static_int8(step, Path(tmp) / "search_step.qdq.onnx", feeds)
+        if backend == "onnxruntime":  # the graphs are loaded before the folder goes
+            network = OnnxRuntimeBackend(encoder, step, precision, threads)
+        else:
+            network = OpenVinoBackend(encoder, step, precision, threads, cpu.native_bf16)
     if precision == "fp32":
         check_fp32_parity(network, model, cfg, backend)
     return network

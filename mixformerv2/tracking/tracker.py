@@ -230,9 +230,11 @@ def build_tracker(cfg: Config, checkpoint: str | Path | None, device: torch.devi
         raise BackendError(f"--backend {backend}: the exported graphs take one online template, the config has "
                            f"test.online_size {online_size}; use --backend torch")
     device = torch.device(device or default_device())
+    settings = cfg.test.for_dataset(dataset)
     network = build_backend(model, cfg.model, backend, precision, device, cached,
                             export_dir=export_dir, compile_step=compile_step,
-                            checkpoint_sha256=sha256_file(checkpoint) if export_dir and checkpoint else None)
-    return MixFormerV2Tracker(network, cfg.test.for_dataset(dataset), cfg.model.template_size,
+                            checkpoint_sha256=sha256_file(checkpoint) if export_dir and checkpoint else None,
+                            settings=settings)
+    return MixFormerV2Tracker(network, settings, cfg.model.template_size,
                               cfg.model.search_size, device=device,
                               image_mean=cfg.model.image_mean, image_std=cfg.model.image_std)

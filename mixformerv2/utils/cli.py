@@ -155,7 +155,8 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
                              "machine and logs why; onnxruntime needs the 'export' extra, openvino the 'openvino' one")
     parser.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16", "int8"),
                         help="default fp32. bf16: CPUs with AVX-512_BF16/AMX, or CUDA; fp16: CUDA; int8: dynamic "
-                             "quantisation (torch, onnxruntime). run.json records backend and precision")
+                             "quantisation (torch, onnxruntime) or static, calibrated on synthetic scenes "
+                             "(openvino). run.json records backend and precision")
     parser.add_argument("--export-dir", default=None, metavar="DIR",
                         help="ONNX graphs written by tools/export.py for this config and checkpoint (onnxruntime, "
                              "openvino; default: export them at start)")
