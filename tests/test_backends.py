@@ -196,6 +196,11 @@ def test_backend_errors_are_specific(tiny_model, monkeypatch):
 
     with pytest.raises(MissingBackendError, match=r"mixformerv2\[openvino\]"):
         build_backend(tiny_model, TINY, "openvino", "fp32", CPU)
+    with pytest.raises(BackendError, match="has no precision 'fp16'.*fp32, bf16, int8"):
+        build_backend(tiny_model, TINY, "openvino", "fp16", CPU)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # OpenVINO int8 quantises with ONNX Runtime's tools
+    with pytest.raises(MissingBackendError, match=r"mixformerv2\[export\]"):
+        quantize_static_int8("unused.onnx", "unused.int8.onnx", [])
 
 
 # ------------------------------------------------------------------------------------------- tracking

@@ -40,7 +40,7 @@ ALLOWED = {
     "evaluation": {"data", "boxes", "config", "data.names"},
     "tracking": {"models", "boxes", "crop", "config", "imaging", "data", "data.names", "evaluation", "export"},
     "train": {"models", "data", "config", "boxes", "crop", "imaging", "data.names"},
-    "export": {"models", "boxes", "config"},
+    "export": {"models", "boxes", "config", "crop", "imaging", "data"},  # int8 calibration cuts tracker crops
     "golden": {"models", "boxes", "crop", "config", "imaging", "train"},  # a check harness, like tools/
     "profiling": {"models", "config", "export", "tracking"},
     "vot": {"tracking", "data", "evaluation", "config", "data.names"},  # the VOT toolkit's entry, beside the tools

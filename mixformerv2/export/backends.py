@@ -291,8 +291,8 @@ def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str
     * CPU: ONNX Runtime int8 (dynamic; int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds) where
       installed, and OpenVINO int8 (static; its quantiser is ONNX Runtime's) where both are. Which is faster depends
       on the model, the CPU and its load (``build_backend`` times them): on the 2-core AMX machine of the README's
-      table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 5.7x and B 6.8x faster than the fp32 full
-      forward, ONNX Runtime int8 4.1x and 4.2x, whose attention runs in fp32. OpenVINO without onnxruntime: OpenVINO
+      table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 4.6-5.7x and B 5.9-7.5x faster than the fp32
+      full forward over the runs, ONNX Runtime int8 (attention in fp32) 4.0-4.6x and 4.0-4.4x. OpenVINO without onnxruntime: OpenVINO
       bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on the cached path (bf16
       would be emulated).
     """
@@ -367,8 +367,8 @@ def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], b
 
 def time_backends(runtimes: dict, cfg: ModelConfig, calls: int = 15) -> dict:
     """Median ms of ``forward_search`` per runtime on seeded random crops, the runtimes taking turns in blocks of 5
-    (``profiling.interleaved_median_ms``) so that a change in load hits all alike."""
-    from ..profiling import interleaved_median_ms
+    (``utils.timing.interleaved_median_ms``) so that a change in load hits all alike."""
+    from ..utils.timing import interleaved_median_ms
     from .onnx import example_inputs
 
     x = example_inputs(cfg, 0)

@@ -60,7 +60,6 @@ def calibration_feeds(model: nn.Module, cfg: ModelConfig, frames=None, count: in
 
     settings = settings or TestConfig()
     rng = np.random.default_rng(seed)
-    model = model.cpu().eval()
 
     def crop(image, box, factor, size):
         patch = crop_square_xywh(image, box, factor, size).image

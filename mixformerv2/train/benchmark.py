@@ -15,12 +15,8 @@ import torch
 
 from ..config import ConfigError
 from ..utils.device import available_cpus
+from ..utils.timing import sync_device
 from .trainer import Trainer, batch_size_of
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
@@ -76,17 +72,17 @@ def benchmark_training(trainer: Trainer, steps: int = 20, warmup: int = 3) -> di
     for i in range(warmup + steps):
         marks = [time.perf_counter()]
         batch = trainer.to_device(next(batches))
-        _sync(device)
+        sync_device(device)
         marks.append(time.perf_counter())
         with trainer.autocast():
             loss, _ = stage.loss(batch, i)
-        _sync(device)
+        sync_device(device)
         marks.append(time.perf_counter())
         trainer.scaler.scale(loss).backward()
-        _sync(device)
+        sync_device(device)
         marks.append(time.perf_counter())
         trainer.optimizer_step(bad_loss=not torch.isfinite(loss.detach()).item())
-        _sync(device)
+        sync_device(device)
         marks.append(time.perf_counter())
         if i >= warmup:
             samples += batch_size_of(batch)
