@@ -145,20 +145,6 @@ def machine_info() -> dict:
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "versions": versions}
 
 
-def _unavailable(backend: str, precision: str, cpu, device: torch.device) -> str | None:
-    """Why a variant cannot run here (not installed, no native bf16), or None."""
-    from .export.backends import BackendError, check_precision
-    from .export.optional import is_installed
-
-    if backend != "torch" and not is_installed(backend):
-        return f"{backend} is not installed"
-    try:
-        check_precision(backend, precision, device, cpu)
-    except BackendError as err:
-        return str(err)
-    return None
-
-
 def _test_scene(seed: int) -> tuple[np.ndarray, list[float]]:
     """A (480, 640, 3) uint8 noise frame and a target box in it: what the tracker step is timed on."""
     frame = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -175,7 +161,7 @@ def _tracker_step(tracker, frame: np.ndarray, box_xywh: list[float]):
 def _model_variants(cfg: ModelConfig, variants: dict, cpu, device: torch.device, export_dir: str, seed: int):
     """(network and tracker-step functions per variant, skipped variant -> reason, GFLOPs full / cached)."""
     from .config.schema import TestConfig
-    from .export.backends import build_backend
+    from .export.backends import build_backend, unavailable_reason
     from .export.onnx import example_inputs, export_onnx
     from .tracking.tracker import MixFormerV2Tracker
 
@@ -185,7 +171,7 @@ def _model_variants(cfg: ModelConfig, variants: dict, cpu, device: torch.device,
     frame, box = _test_scene(seed)
     fns, skipped, exported = {}, {}, False
     for name, (backend, precision, cached, compile_step) in variants.items():
-        reason = _unavailable(backend, precision, cpu, device)
+        reason = unavailable_reason(backend, precision, device, cpu)
         if reason:
             skipped[name] = reason
             continue
@@ -243,6 +229,7 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
         raise ValueError(f"variants {unknown} are not measured on {device.type} (known: {', '.join(table)})")
     chosen = {name: spec for name, spec in table.items() if variants is None or name in variants}
     auto_variants = {(spec[0], spec[1]): n for n, spec in chosen.items() if spec[2:] == (True, False)}
+    candidates = auto_candidates(cpu, device)
     machine = machine_info()
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
@@ -259,10 +246,9 @@ def speed_table(models: dict[str, ModelConfig], variants: Sequence[str] | None =
                                          runs, warmup, block, progress)
         peak = {k: flops / (statistics.median(times[f"matmul/{k}"]) * 1e-3) / 1e9 for k, (_, flops) in peaks.items()}
         rows = _rows(times, {n: spec for n, spec in chosen.items() if n in fns}, gflops_full, gflops_cached, peak)
-        measured = {c: rows[auto_variants[c]]["ms_p50"] for c in auto_candidates(cpu, device)
-                    if auto_variants.get(c) in rows}
+        measured = {c: rows[auto_variants[c]]["ms_p50"] for c in candidates if auto_variants.get(c) in rows}
         backend, precision, reason = choose_auto(
-            cpu, device, times_ms=measured if len(measured) == len(auto_candidates(cpu, device)) else None)
+            cpu, device, times_ms=measured if len(measured) == len(candidates) else None)
         result["models"][model_name] = {
             "config": cfg.name, "peak_gflops": {"fp32": peak["fp32"], "bf16": peak.get("bf16")},
             "gflops": {"full": gflops_full, "cached": gflops_cached},

@@ -21,9 +21,8 @@ import sys
 import torch
 
 from mixformerv2.config import load_config
-from mixformerv2.export.backends import BackendError, check_precision
+from mixformerv2.export.backends import unavailable_reason
 from mixformerv2.export.cpu import cpu_info
-from mixformerv2.export.optional import is_installed
 from mixformerv2.tracking.compare import Variant, compare_backends, format_comparison
 from mixformerv2.tracking.runner import settings_key
 from mixformerv2.utils.cli import add_config_args, cli_main, emit, make_parser
@@ -34,19 +33,6 @@ from mixformerv2.utils.log import setup_logging
 logger = logging.getLogger("compare_backends")
 DEFAULT_VARIANTS = ("torch:fp32", "torch:bf16", "torch:int8", "onnxruntime:fp32", "onnxruntime:int8",
                     "openvino:fp32", "openvino:bf16", "openvino:int8", "auto")
-
-
-def runnable(variant: Variant) -> str | None:
-    """None when ``variant`` can run on this CPU, else why not."""
-    if variant.backend == "auto":
-        return None
-    if variant.backend != "torch" and not is_installed(variant.backend):
-        return f"{variant.backend} is not installed"
-    try:
-        check_precision(variant.backend, variant.precision or "fp32", torch.device("cpu"), cpu_info())
-    except BackendError as err:
-        return str(err)
-    return None
 
 
 @cli_main
@@ -79,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = []
     for text in args.variants:
         variant = Variant.parse(text)
-        reason = runnable(variant)
+        reason = None if variant.backend == "auto" else unavailable_reason(
+            variant.backend, variant.precision or "fp32", torch.device("cpu"), cpu_info())
         if reason is None:
             variants.append(variant)
         else:

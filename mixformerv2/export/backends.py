@@ -399,6 +399,17 @@ def check_precision(backend: str, precision: str, device: torch.device, cpu: Cpu
         raise BackendError("precision bf16: this GPU has no bf16; use fp16")
 
 
+def unavailable_reason(backend: str, precision: str, device: torch.device, cpu: CpuInfo) -> str | None:
+    """Why ``backend`` at ``precision`` cannot run here (not installed, no native bf16, ...), or None."""
+    if backend != "torch" and not is_installed(backend):
+        return f"{backend} is not installed"
+    try:
+        check_precision(backend, precision, device, cpu)
+    except BackendError as err:
+        return str(err)
+    return None
+
+
 def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", precision: str | None = None,
                   device: torch.device | str = "cpu", cached: bool | None = None,
                   export_dir: str | Path | None = None, checkpoint_sha256: str | None = None,
