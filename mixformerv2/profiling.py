@@ -135,13 +135,14 @@ def machine_info() -> dict:
 
     from .export.cpu import cpu_info
     from .export.optional import is_installed
+    from .utils.device import available_cpus
 
     cpu = cpu_info()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for module in ("onnxruntime", "openvino"):
         versions[module] = importlib.import_module(module).__version__ if is_installed(module) else None
     return {"cpu": cpu.model, "flags": list(cpu.flags), "native_bf16": cpu.native_bf16,
-            "logical_cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "logical_cpus": available_cpus(), "threads": torch.get_num_threads(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "versions": versions}
 
 

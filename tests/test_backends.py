@@ -15,12 +15,13 @@ from mixformerv2.config import Config
 from mixformerv2.config import TestConfig as TrackerSettings
 from mixformerv2.data.synthetic import generate_all
 from mixformerv2.data.registry import get_dataset
+from mixformerv2.data.sequence import read_frame_rgb
 from mixformerv2.export.backends import (BackendError, TorchBackend, build_backend, check_fp32_parity, check_precision,
-                                         auto_candidates, choose_auto,
-                                         quantize_dynamic_int8, quantize_onnx_int8, quantize_static_int8)
+                                         auto_candidates, choose_auto, quantize_dynamic_int8)
 from mixformerv2.export.cpu import CpuInfo, parse_cpuinfo
-from mixformerv2.export.calibration import calibration_feeds
-from mixformerv2.export.onnx import example_inputs, export_onnx, stack_cache
+from mixformerv2.export.calibration import calibration_feeds, sequence_frame_pairs
+from mixformerv2.export.onnx import INT8_STEP, ExportError, example_inputs, export_onnx, read_export, stack_cache
+from mixformerv2.export.quantize import quantize_onnx_int8, quantize_static_int8
 from mixformerv2.export.optional import is_installed
 from mixformerv2.models import build_model
 from mixformerv2.tracking.compare import DitheredNetwork, Variant, compare_backends, format_comparison
@@ -32,6 +33,7 @@ AMX = CpuInfo("test CPU with AMX", ("avx2", "avx512f", "avx512_bf16", "amx_tile"
 AVX2 = CpuInfo("test CPU, AVX2 only", ("avx2",))
 CPU = torch.device("cpu")
 needs_ort = pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime is not installed (export extra)")
+needs_ov = pytest.mark.skipif(not is_installed("openvino"), reason="needs openvino (pip install 'mixformerv2[openvino]')")
 
 
 
@@ -174,7 +176,7 @@ def test_auto_logs_its_choice_and_the_tracker_reports_it(tiny_model, caplog, mon
 
 
 @needs_ort
-@pytest.mark.skipif(not is_installed("openvino"), reason="needs openvino (pip install 'mixformerv2[openvino]')")
+@needs_ov
 def test_auto_times_its_candidates_and_keeps_the_fastest(tiny_model, caplog):
     with caplog.at_level("INFO", logger="mixformerv2.export.backends"):
         runtime = build_backend(tiny_model, TINY, "auto", None, CPU, cpu=AMX)
@@ -268,6 +270,57 @@ def test_calibration_feeds_are_tracker_crops_of_synthetic_scenes(tiny_model):
                                                                     np.float32))] * 2)
     assert feeds[0]["template_kv"].shape == stack_cache(cache).shape
     assert all(f["search"].std() > 0.2 for f in feeds)  # normalised image content, not padding
+
+
+def test_calibration_pairs_are_spread_over_the_sequences_and_skip_frames_without_a_box(synthetic):
+    sequences = synthetic["sequences"]
+    blank = replace(sequences[1], gt_xywh=np.full_like(sequences[1].gt_xywh, np.nan))  # no valid box at all
+    late = replace(sequences[0], visible=np.arange(len(sequences[0])) >= 5)  # frames 0-4 out of view
+    chosen = [late, blank, *sequences[2:]]
+    pairs = sequence_frame_pairs(chosen, count=2 * len(chosen), gap=3, seed=1)
+    assert len(pairs) == 2 * (len(chosen) - 1)  # every sequence picked twice; the blank one gives no pair
+    again = sequence_frame_pairs(chosen, count=2 * len(chosen), gap=3, seed=1)
+    assert all(np.array_equal(a[2], b[2]) and a[1] == b[1] for a, b in zip(pairs, again))
+    rows = [list(map(float, box)) for box in late.gt_xywh]
+    for template_image, template_box, search_image, search_box in sequence_frame_pairs([late], count=6, gap=3):
+        first, second = rows.index(template_box), rows.index(search_box)
+        assert 5 <= first and 5 <= second and second - first == min(3, len(rows) - 1 - first)
+        assert np.array_equal(template_image, read_frame_rgb(late.frame_paths[first]))
+        assert np.array_equal(search_image, read_frame_rgb(late.frame_paths[second]))
+    with pytest.raises(ValueError, match="none of the 1 sequences picked has a frame with a valid box"):
+        sequence_frame_pairs([blank], count=3)
+
+
+@needs_ort
+@needs_ov
+def test_export_calibrates_openvino_int8_on_a_dataset_and_the_tracker_records_it(synthetic, tmp_path, capsys):
+    files, export_dir = synthetic["files"], tmp_path / "onnx"
+    base = ["--config", str(files["config"]), "--checkpoint", str(files["good"]), "--out", str(export_dir)]
+    calibrate = ["--calibrate", "lasot", "--calibration-root", str(synthetic["data"]), "--calibration-pairs", "4"]
+    assert load_tool("export").main([*base, *calibrate]) == 0
+    calibration = read_export(export_dir, TINY)["graphs"][INT8_STEP]["calibration"]
+    assert calibration["pairs"] == 4 and calibration["source"] == f"lasot at {synthetic['data']}"
+    args = ["--config", str(files["config"]), "--checkpoint", str(files["good"]), "--dataset", "lasot", "--root",
+            str(synthetic["data"]), "--results", str(tmp_path / "results"), "--device", "cpu", "--no-progress",
+            "--backend", "openvino", "--precision", "int8"]
+    test_tool = load_tool("test")
+    assert test_tool.main([*args, "--run", "calibrated", "--export-dir", str(export_dir)]) == 0
+    run = json.loads((tmp_path / "results" / "calibrated" / "lasot" / "run.json").read_text())
+    assert run["tracker"]["calibration"] == calibration["source"]
+    assert test_tool.main([*args, "--run", "synthetic"]) == 0  # no export: calibrated on synthetic scenes
+    run = json.loads((tmp_path / "results" / "synthetic" / "lasot" / "run.json").read_text())
+    assert run["tracker"]["calibration"].startswith("synthetic scenes")
+    quantized = export_dir / "search_step.int8.onnx"
+    quantized.write_bytes(quantized.read_bytes() + b"\0")
+    with pytest.raises(ExportError, match="search_step.int8.onnx: changed since the export"):
+        read_export(export_dir, TINY)
+    capsys.readouterr()
+    assert load_tool("export").main([*base, "--calibrate", "lasot", "--calibration-root",
+                                     str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--calibrate lasot" in err and "nowhere" in err
+    assert load_tool("export").main(base) == 0  # a plain re-export drops the stale int8 graph
+    assert INT8_STEP not in read_export(export_dir, TINY)["graphs"] and not quantized.exists()
 
 
 class _RecordingNetwork:

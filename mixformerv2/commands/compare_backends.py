@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dither", type=float, default=1e-3,
                         help="standard deviation of the search-crop noise, normalised units; a grey level is "
                              "about 0.017 (default %(default)g)")
+    parser.add_argument("--export-dir", default=None, metavar="DIR",
+                        help="graphs of tools/export.py for the ONNX backends (with its calibrated OpenVINO int8 "
+                             "graph where it has one; default: exported, and int8 calibrated on synthetic scenes)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and the ONNX backends)")
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--markdown", default=None, help="write the table here")
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if not variants:
         raise UserError("--variants: none of them can run on this machine")
     result = compare_backends(cfg, args.checkpoint, sequences, settings_key(cfg, args.dataset, args.split),
-                              variants, device="cpu", repeats=args.repeats, dither=args.dither)
+                              variants, device="cpu", export_dir=args.export_dir, repeats=args.repeats, dither=args.dither)
     result["cpu"] = cpu_info().describe()
     result["threads"] = torch.get_num_threads()
     table = format_comparison(result) + f"\nCPU: {result['cpu']}; {result['threads']} threads\n"

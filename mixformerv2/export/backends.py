@@ -50,8 +50,9 @@ from ..models.layers import MixedAttention
 from ..models.mixformer import MixFormerV2
 from ..utils.errors import UserError
 from .cpu import CpuInfo, cpu_info
-from .onnx import ENCODER, STEP, export_onnx, graph_path, ort_session, read_export
+from .onnx import ENCODER, INT8_STEP, STEP, export_onnx, graph_path, ort_session, read_export
 from .optional import import_optional, is_installed
+from .quantize import quantize_onnx_int8, quantize_static_int8
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ class OpenVinoBackend:
 
     backend = "openvino"
     cached = True
+    calibration: str | None = None  # int8: what its activation ranges were calibrated on (``build_backend`` sets it)
 
     def __init__(self, encoder_path: str | Path, step_path: str | Path, precision: str = "fp32",
                  threads: int | None = None, native_bf16: bool = False):
@@ -245,44 +247,6 @@ class OpenVinoBackend:
 
 
 # ---------------------------------------------------------------------------------------------- building
-class _QuietQuantizer(logging.Filter):
-    """Drops the records that ``onnxruntime.quantization`` logs on the root logger: one INFO line per tensor, and a
-    suggestion to pre-process the graph first (measured on MixFormerV2-S: same outputs, same speed)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
-
-    def __enter__(self):
-        logging.getLogger().addFilter(self)
-
-    def __exit__(self, *exc):
-        logging.getLogger().removeFilter(self)
-
-
-def _head_products(path: str | Path) -> list[str]:
-    """Names of the matrix products of a graph that stay fp32: the heads' (their scope names the module, e.g.
-    ``/box_head/...``), which see 4 tokens, and products with a constant that is not a matrix (the box decoding).
-    ONNX Runtime's quantiser rewrites each Gemm as ``<name>_MatMul`` + ``<name>_Add`` first: both names are listed."""
-    onnx = import_optional("onnx")
-    graph = onnx.load(str(path)).graph
-    shapes = {init.name: len(init.dims) for init in graph.initializer}
-    names = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and (
-        "_head/" in node.name or any(shapes.get(name, 2) != 2 for name in node.input[1:2]))]
-    return names + [f"{name}_MatMul" for name in names]
-
-
-def quantize_onnx_int8(path: str | Path, out_path: str | Path) -> Path:
-    """Dynamic int8 quantisation of a graph's matrix products with ONNX Runtime: int8 weights with one scale per
-    output channel, activations quantised per call; the heads stay fp32 (``_head_products``)."""
-    import_optional("onnxruntime")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _QuietQuantizer():
-        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=_head_products(path))
-    return Path(out_path)
-
-
 def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] | None = None
                     ) -> list[tuple[str, str]]:
     """The (backend, precision) pairs ``auto`` chooses among on ``cpu`` / ``device``, in order of preference.
@@ -304,38 +268,6 @@ def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str
     if cpu.native_bf16:
         return [("openvino", "bf16")] if installed("openvino") else [("torch", "bf16")]
     return [("torch", "fp32")]
-
-
-def _linear_products(path: str | Path) -> list[str]:
-    """Names of a graph's matrix products with a constant 2-D weight outside the heads: the backbone's linear
-    layers (not the attention products, whose both inputs are activations)."""
-    onnx = import_optional("onnx")
-    graph = onnx.load(str(path)).graph
-    weights = {init.name for init in graph.initializer if len(init.dims) == 2}
-    excluded = set(_head_products(path))
-    return [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and node.name not in excluded
-            and len(node.input) > 1 and node.input[1] in weights]
-
-
-def quantize_static_int8(path: str | Path, out_path: str | Path, feeds: list[dict[str, np.ndarray]]) -> Path:
-    """Static int8 quantisation of a graph's backbone linear layers (``_linear_products``) as a QDQ graph: int8
-    weights with one scale per output channel, uint8 activations whose ranges (min/max) come from running the graph
-    on ``feeds`` (its inputs, e.g. ``calibration.calibration_feeds``). Everything else stays float."""
-    import_optional("onnxruntime")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self):
-            self._feeds = iter(feeds)
-
-        def get_next(self):
-            return next(self._feeds, None)
-
-    with _QuietQuantizer():
-        quantize_static(str(path), str(out_path), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=_linear_products(path))
-    return Path(out_path)
 
 
 def choose_auto(cpu: CpuInfo, device: torch.device, installed: Callable[[str], bool] | None = None,
@@ -462,15 +394,21 @@ def build_backend(model: nn.Module, cfg: ModelConfig, backend: str = "torch", pr
         encoder, step = graph_path(export_dir, manifest, ENCODER), graph_path(export_dir, manifest, STEP)
         if precision == "int8" and backend == "onnxruntime":
             step = quantize_onnx_int8(step, Path(tmp) / "search_step.int8.onnx")
+        elif precision == "int8" and (calibrated := graph_path(export_dir, manifest, INT8_STEP)) is not None:
+            step, calibration = calibrated, manifest["graphs"][INT8_STEP]["calibration"]["source"]
         elif precision == "int8":
             from .calibration import calibration_feeds
 
             feeds = calibration_feeds(model, cfg, settings=settings)
             step = quantize_static_int8(step, Path(tmp) / "search_step.qdq.onnx", feeds)
+            calibration = f"synthetic scenes ({len(feeds)} frame pairs)"
         if backend == "onnxruntime":  # the graphs are loaded before the folder goes
             network = OnnxRuntimeBackend(encoder, step, precision, threads)
         else:
             network = OpenVinoBackend(encoder, step, precision, threads, cpu.native_bf16)
+            if precision == "int8":
+                network.calibration = calibration
+                logger.info("openvino int8: activation ranges calibrated on %s", calibration)
     if precision == "fp32":
         check_fp32_parity(network, model, cfg, backend)
     return network
@@ -496,9 +434,3 @@ def check_fp32_parity(network, model: nn.Module, cfg: ModelConfig, backend: str)
         raise BackendError(f"--backend {backend} --precision fp32 disagrees with PyTorch on this model's boxes by "
                            f"{error:.2g} (bound {FP32_BOX_TOLERANCE:g}): the runtime computes this graph wrongly on "
                            "this machine; use --backend onnxruntime or torch")
-
-
-def describe_backend(runtime) -> dict:
-    """``{"backend", "precision"}`` of a backend, as ``run.json`` records them."""
-    return {"backend": getattr(runtime, "backend", "torch"), "precision": getattr(runtime, "precision", "fp32")}
-

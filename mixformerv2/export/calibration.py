@@ -1,15 +1,21 @@
-"""Calibration inputs for static int8 quantisation of the per-frame graph: tracker crops of synthetic scenes.
+"""Calibration inputs for static int8 quantisation of the per-frame graph: tracker crops of synthetic scenes, or of
+a dataset's sequences (``calibrate_export``, ``tools/export.py --calibrate``).
 
 Static quantisation fixes each quantised activation's range before deployment, from the ranges it takes on
 representative inputs. Here those are what the tracker feeds the per-frame graph: a search crop around a jittered
 target box of a later frame, and the template cache (``template_kv``) of a template crop from an earlier frame,
 cut and normalised exactly as ``MixFormerV2Tracker`` does. The frames are rendered by the package's synthetic scene
 generator (``mixformerv2.data.synthetic``) with its own seed, so no dataset is needed and no test sequence is
-seen; callers with their own frames pass ``calibration_feeds(..., frames=...)``.
+seen. ``calibrate_export`` calibrates on a dataset instead (real footage: e.g. a training split, not the benchmark
+you evaluate on) and stores the quantised graph in an export folder, where OpenVINO int8 finds it.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +24,9 @@ from torch import nn
 from ..config.schema import ModelConfig, TestConfig
 from ..crop import crop_square_xywh
 from ..imaging import normalize_image
+from ..utils.io import atomic_write_bytes, atomic_write_text, sha256_file
+
+logger = logging.getLogger(__name__)
 
 CALIBRATION_SEED = 7919  # the synthetic videos' seed: not the generator's benchmark seeds
 
@@ -75,3 +84,74 @@ def calibration_feeds(model: nn.Module, cfg: ModelConfig, frames=None, count: in
         feeds.append({"search": crop(search_image, moved, settings.search_factor, cfg.search_size).numpy(),
                       "template_kv": cache.numpy()})
     return feeds
+
+
+FramePair = tuple[np.ndarray, list[float], np.ndarray, list[float]]
+
+
+def _valid_frames(sequence) -> np.ndarray:
+    """Indices of the frames of a ``data.sequence.Sequence`` with a usable box: visible, finite, positive size."""
+    boxes = np.asarray(sequence.gt_xywh, dtype=np.float64)
+    ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & np.asarray(sequence.visible, bool)
+    return np.flatnonzero(ok)
+
+
+def sequence_frame_pairs(sequences, count: int = 24, gap: int = 20, seed: int = CALIBRATION_SEED
+                         ) -> list[FramePair]:
+    """Up to ``count`` (template frame, its box, search frame, its box) pairs (frames RGB uint8, boxes xywh in
+    pixels) from dataset sequences, spread evenly over them: in each, a seeded frame with a valid box and the valid
+    frame nearest to ``gap`` frames later.
+
+    sequences: ``data.sequence.Sequence`` objects, as a list or a dataset reader (``len`` and ``[i]``: only the
+    sequences picked are loaded). Sequences without a valid box give no pair (``ValueError`` when none gives one);
+    a missing or corrupt frame raises the reader's one-line error (``FileNotFoundError`` / ``FrameError``)."""
+    from ..data.sequence import read_frame_rgb
+
+    total = len(sequences)
+    picks = np.arange(count) % total if count >= total else np.linspace(0, total - 1, count).round().astype(int)
+    rng = np.random.default_rng(seed)
+    loaded, pairs = {}, []
+    for pick in picks.tolist():
+        if pick not in loaded:
+            sequence = sequences[pick]
+            loaded[pick] = sequence, _valid_frames(sequence)
+        sequence, valid = loaded[pick]
+        if not len(valid):
+            continue
+        first = int(rng.choice(valid))
+        second = int(valid[np.argmin(np.abs(valid - (first + gap)))])
+        pairs.append((read_frame_rgb(sequence.frame_paths[first]), [float(v) for v in sequence.gt_xywh[first]],
+                      read_frame_rgb(sequence.frame_paths[second]), [float(v) for v in sequence.gt_xywh[second]]))
+    if not pairs:
+        raise ValueError(f"none of the {len(loaded)} sequences picked has a frame with a valid box to calibrate on")
+    return pairs
+
+
+def calibrate_export(export_dir: str | Path, model: nn.Module, cfg: ModelConfig, pairs: Sequence[FramePair],
+                     source: str, settings: TestConfig | None = None, checkpoint_sha256: str | None = None) -> dict:
+    """Quantise the per-frame graph of an export folder for OpenVINO int8 with activation ranges from ``pairs``
+    (``sequence_frame_pairs``), write it as ``search_step.int8.onnx`` and list it in the manifest as
+    ``INT8_STEP`` with its calibration (``source``: where the frames come from, in words; pair count; the crop
+    factors of ``settings``). model: the fp32 network the folder was exported from (verified against ``cfg`` and
+    ``checkpoint_sha256`` where given). Returns the manifest."""
+    from .onnx import INT8_STEP, MANIFEST, STEP, graph_path, read_export
+    from .quantize import quantize_static_int8
+
+    export_dir = Path(export_dir)
+    manifest = read_export(export_dir, cfg, checkpoint_sha256)
+    settings = settings or TestConfig()
+    feeds = calibration_feeds(model, cfg, frames=pairs, settings=settings)
+    out = export_dir / f"{STEP}.int8.onnx"
+    with tempfile.TemporaryDirectory(prefix="mixformerv2_calibrate_") as tmp:
+        quantized = quantize_static_int8(graph_path(export_dir, manifest, STEP), Path(tmp) / out.name, feeds)
+        atomic_write_bytes(out, quantized.read_bytes())
+    step = manifest["graphs"][STEP]
+    manifest["graphs"][INT8_STEP] = {
+        "file": out.name, "sha256": sha256_file(out), "inputs": step["inputs"], "outputs": step["outputs"],
+        "quantization": "static int8 (QDQ): backbone linear layers, int8 weights per output channel, uint8 "
+                        "activations", "runtime": "openvino",
+        "calibration": {"source": source, "pairs": len(feeds), "template_factor": settings.template_factor,
+                        "search_factor": settings.search_factor}}
+    atomic_write_text(export_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    logger.info("%s: int8 step graph calibrated on %s (%d frame pairs)", out, source, len(feeds))
+    return manifest

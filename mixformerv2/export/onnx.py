@@ -11,6 +11,9 @@ An export folder (``tools/export.py``) holds:
 * ``manifest.json`` (written last: an export without one is incomplete): format and version, opset, every graph's
   file, SHA-256, node count and input/output names, shapes and types, the resolved model config, the checkpoint and
   its SHA-256, library versions and the measured parity with PyTorch.
+* optionally ``search_step.int8.onnx`` (``tools/export.py --calibrate``): the per-frame graph with static int8
+  linear layers calibrated on frames of a dataset, which ``--backend openvino --precision int8`` then runs; the
+  manifest lists it as ``search_step_int8`` with its calibration source.
 
 Shapes are static: batch 1 and one online template, the tracker's setting on every benchmark (``test.online_size``
 1). The graphs come from the TorchScript-based exporter (``dynamo=False``: the dynamo exporter needs onnxscript,
@@ -47,6 +50,7 @@ DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on boxes and scores (float32)
 MANIFEST = "manifest.json"
 ENCODER, STEP = "template_encoder", "search_step"
+INT8_STEP = "search_step_int8"  # optional: the step graph quantised for OpenVINO int8 (``calibration.calibrate_export``)
 _ONLINE_TEMPLATES = 1
 
 
@@ -205,6 +209,7 @@ def export_onnx(model: nn.Module, cfg: ModelConfig, out_dir: str | Path, checkpo
                               f"expected {io_spec[name]}")
         path = out_dir / f"{name}.onnx"
         atomic_write_bytes(path, proto.SerializeToString())
+        (out_dir / f"{name}.int8.onnx").unlink(missing_ok=True)  # quantised from an earlier export: stale
         graphs[name] = {"file": path.name, "sha256": sha256_file(path), "nodes": len(proto.graph.node),
                         "nodes_exported": exported_nodes, **io_spec[name]}
         logger.info("%s: %d nodes (%d as exported)", path, len(proto.graph.node), exported_nodes)
@@ -265,6 +270,9 @@ def read_export(export_dir: str | Path, cfg: ModelConfig | None = None,
         if {k: graph.get(k) for k in ("inputs", "outputs")} != expected:
             raise ExportError(f"{path}: {name}: inputs/outputs differ from this code's ({expected}); re-export "
                               "with tools/export.py")
+    for name, graph in manifest["graphs"].items():
+        if not isinstance(graph, dict) or not isinstance(graph.get("file"), str):
+            raise ExportError(f"{path}: graph {name}: no file named; re-export with tools/export.py")
         file = export_dir / graph["file"]
         if not file.is_file():
             raise ExportError(f"{file}: missing (listed in {path})")
@@ -281,9 +289,11 @@ def read_export(export_dir: str | Path, cfg: ModelConfig | None = None,
     return manifest
 
 
-def graph_path(export_dir: str | Path, manifest: dict, name: str) -> Path:
-    """The file of graph ``name`` (``ENCODER`` or ``STEP``) of a verified export."""
-    return Path(export_dir) / manifest["graphs"][name]["file"]
+def graph_path(export_dir: str | Path, manifest: dict, name: str) -> Path | None:
+    """The file of graph ``name`` (``ENCODER``, ``STEP`` or ``INT8_STEP``) of a verified export; None for an
+    ``INT8_STEP`` the export has not."""
+    graph = manifest["graphs"].get(name)
+    return None if graph is None else Path(export_dir) / graph["file"]
 
 
 # ---------------------------------------------------------------------------------------------------- parity

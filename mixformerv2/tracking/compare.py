@@ -106,7 +106,7 @@ def compare_backends(cfg: Config, checkpoint: str | Path | None, sequences: Iter
 
     Returns ``{"dataset", "sequences", "frames", "reference", "repeats", "dither", "variants":
     {"<backend>_<precision>": {"backend", "precision", "requested", "auc", "auc_delta", "mean_iou_to_reference",
-    "lowest_sequence_iou", "tracker_ms_p50"}}}``; AUC in percent (points), ``auc_delta`` = variant - reference,
+    "lowest_sequence_iou", "tracker_ms_p50"}}}`` (and ``"calibration"`` for a statically quantised one); AUC in percent (points), ``auc_delta`` = variant - reference,
     agreement and time of the undisturbed run. With ``repeats`` R > 0 each variant also has ``auc_dithered`` (the R
     AUCs with search-crop noise ``dither``, see the module doc), ``auc_mean``, ``auc_sd``, ``auc_mean_delta`` (its
     mean - the reference's) and ``auc_mean_delta_se`` (the standard error of that difference). A variant that
@@ -144,6 +144,8 @@ def compare_backends(cfg: Config, checkpoint: str | Path | None, sequences: Iter
         times = np.concatenate([r.times[1:] for r in results])
         row = {"backend": tracker.backend, "precision": tracker.precision, "requested": [variant.backend],
                "auc": auc}
+        if getattr(tracker, "calibration", None):
+            row["calibration"] = tracker.calibration
         if repeats > 0:
             row["auc_dithered"] = _dithered_aucs(tracker, sequences, score, repeats, dither)
             row["auc_mean"], row["auc_sd"] = _spread(row["auc_dithered"])
@@ -183,4 +185,6 @@ def format_comparison(result: dict) -> str:
         cells += [f"{row['mean_iou_to_reference']:.4f}", f"{row['lowest_sequence_iou']:.4f}",
                   f"{row['tracker_ms_p50']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"\n{row['backend']} {row['precision']}: int8 activation ranges calibrated on {row['calibration']}"
+              for row in result["variants"].values() if row.get("calibration")]
     return "\n".join(lines) + "\n"

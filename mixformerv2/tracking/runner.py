@@ -7,7 +7,8 @@ Layout of one run (``results_dir = <results>/<run>/<dataset>``):
 * ``<sequence>_time.txt``: seconds per frame of the tracker call (frame 0 = ``initialize``), image reading excluded;
 * ``run.json``: resolved config, checkpoint SHA-256, code version, tracker settings, what the tracker really ran
   (``tracker``: ``forward_path`` ``cached`` or ``full``, ``backend`` ``torch``/``onnxruntime``/``openvino`` and
-  ``precision`` ``fp32``/``bf16``/``fp16``/``int8``) and ``box_rule``.
+  ``precision`` ``fp32``/``bf16``/``fp16``/``int8``; for OpenVINO int8 also ``calibration``, what its activation
+  ranges were calibrated on) and ``box_rule``.
 
 ``box_rule`` is ``truncate_int``: the official runner saves ``astype(int)`` boxes and the published numbers come from
 those, so ``evaluation/results.py`` and ``evaluation/packing.py`` score and pack our files truncated toward zero by
@@ -170,8 +171,12 @@ def run_settings(test_cfg: TestConfig, dataset: str) -> dict:
 
 def describe_tracker(tracker) -> dict:
     """What a built tracker really runs, as it reports it: ``{"forward_path": "cached" | "full", "backend": ...,
-    "precision": ...}`` (``"unknown"`` for what a tracker does not say)."""
-    return {key: getattr(tracker, key, "unknown") for key in ("forward_path", "backend", "precision")}
+    "precision": ...}`` (``"unknown"`` for what a tracker does not say), and ``"calibration"`` for a statically
+    quantised network (what its int8 activation ranges were calibrated on)."""
+    described = {key: getattr(tracker, key, "unknown") for key in ("forward_path", "backend", "precision")}
+    if getattr(tracker, "calibration", None):
+        described["calibration"] = tracker.calibration
+    return described
 
 
 def make_manifest(cfg: Config, checkpoint: str | Path | None, dataset: str,

@@ -103,6 +103,11 @@ class MixFormerV2Tracker:
         """``fp32``, ``bf16``, ``fp16`` or ``int8``."""
         return self.network.precision
 
+    @property
+    def calibration(self) -> str | None:
+        """What a statically quantised network's activation ranges were calibrated on (OpenVINO int8), else None."""
+        return getattr(self.network, "calibration", None)
+
     def _reset_state(self) -> None:
         self.frame_id = 0
         self.state_xywh: list[float] | None = None
