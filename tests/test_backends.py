@@ -323,6 +323,29 @@ def test_export_calibrates_openvino_int8_on_a_dataset_and_the_tracker_records_it
     assert INT8_STEP not in read_export(export_dir, TINY)["graphs"] and not quantized.exists()
 
 
+@needs_ort
+@needs_ov
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_openvino_binds_each_template_cache_to_the_step(tiny_model, tmp_path, native_bf16):
+    """The cache is bound to the step once per template update: the step must follow a change of cache, and come
+    back to the first one, in bf16 cache transport (native bf16) as in float32."""
+    from mixformerv2.export.backends import OpenVinoBackend
+
+    export_onnx(tiny_model, TINY, tmp_path)
+    runtime = OpenVinoBackend(tmp_path / "template_encoder.onnx", tmp_path / "search_step.onnx", "int8" if
+                              native_bf16 else "fp32", native_bf16=native_bf16)
+    x, other = example_inputs(TINY, 0), example_inputs(TINY, 1)
+    first = runtime.encode_templates(x["template"], x["online_template"])
+    second = runtime.encode_templates(other["template"], other["online_template"])
+    boxes = [runtime.forward_search(cache, x["search"]).box_xyxy_norm for cache in (first, second, first)]
+    assert torch.equal(boxes[0], boxes[2]) and not torch.equal(boxes[0], boxes[1])
+    reference = [_outputs(tiny_model, {**x, "template": t["template"], "online_template": t["online_template"]})
+                 for t in (x, other)]
+    tolerance = 3e-2 if native_bf16 else 1e-4
+    for got, expected in zip(boxes, reference + reference[:1]):
+        assert (got - expected.box_xyxy_norm).abs().max() < tolerance
+
+
 class _RecordingNetwork:
     backend, precision, cached = "stub", "fp32", True
 

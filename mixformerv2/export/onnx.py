@@ -22,6 +22,7 @@ optimisations (constant folding, redundant-node elimination, standard operators 
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ from torch import nn
 
 from ..config.load import config_to_dict
 from ..config.schema import ModelConfig
+from ..models.layers import use_explicit_attention
 from ..models.vit import TemplateCache
 from ..utils.errors import UserError
 from ..utils.io import atomic_write_bytes, atomic_write_text, sha256_file
@@ -195,8 +197,12 @@ def export_onnx(model: nn.Module, cfg: ModelConfig, out_dir: str | Path, checkpo
     x = example_inputs(cfg)
     with torch.inference_mode():
         template_kv = stack_cache(model.encode_templates(x["template"], x["online_template"]))
-    jobs = {ENCODER: (TemplateEncoderGraph(model), (x["template"], x["online_template"])),
-            STEP: (SearchStepGraph(model), (x["search"], template_kv))}
+    # The explicit attention product exports as MatMul(q * scale, k^T) with the keys unscaled, which OpenVINO fuses,
+    # key transpose included, into its attention kernel; the SDPA export scales q and k^T and leaves a transpose of
+    # the keys per layer (measured: MixFormerV2-S's OpenVINO int8 step 7 % slower). ONNX Runtime: the same speed.
+    explicit = use_explicit_attention(copy.deepcopy(model))
+    jobs = {ENCODER: (TemplateEncoderGraph(explicit), (x["template"], x["online_template"])),
+            STEP: (SearchStepGraph(explicit), (x["search"], template_kv))}
     graphs = {}
     for name, (graph, args) in jobs.items():
         proto = onnx.load_from_string(_to_onnx(graph, args, io_spec[name], opset))

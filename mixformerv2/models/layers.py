@@ -115,6 +115,15 @@ class MixedAttention(nn.Module):
         return self.proj(self._merge(self._attend(q, k, v)))
 
 
+def use_explicit_attention(model: nn.Module) -> nn.Module:
+    """Switch every ``MixedAttention`` of ``model`` to the explicit product (``fused_attn = False``; in place, the
+    same function); returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, MixedAttention):
+            module.fused_attn = False
+    return model
+
+
 class Block(nn.Module):
     """Pre-norm transformer block; both residual branches can be scaled by ``scale`` (the layer-fade
     "remove rate" of deep-to-shallow distillation: 1 = normal block, 0 = identity).
