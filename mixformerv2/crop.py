@@ -16,13 +16,13 @@ import numpy as np
 class Crop:
     """A square crop of a frame.
 
-    image: (S, S, 3) uint8, same channel order as the frame; padding_mask: (S, S) bool, True where padded;
-    resize_factor: output_size / crop_side (crop pixels per frame pixel); center_xy: the frame point the crop is
+    image: (S, S, 3) uint8, same channel order as the frame; padding_mask: (S, S) bool, True where padded (None
+    when not asked for: the tracker does not use it, and it costs more than the image); resize_factor: output_size / crop_side (crop pixels per frame pixel); center_xy: the frame point the crop is
     centred on (the box centre before the crop origin is rounded); side: crop side in frame pixels.
     """
 
     image: np.ndarray
-    padding_mask: np.ndarray
+    padding_mask: np.ndarray | None
     resize_factor: float
     center_xy: tuple[float, float]
     side: int
@@ -37,10 +37,11 @@ def crop_side(box_xywh, factor: float) -> int:
     return side
 
 
-def crop_square_xywh(image: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
+def crop_square_xywh(image: np.ndarray, box_xywh, factor: float, output_size: int,
+                     padding_mask: bool = True) -> Crop:
     """Cut the square crop of side ``crop_side(box, factor)`` centred on ``box_xywh`` and resize it.
 
-    image: (H, W, 3) uint8. Reproduces the official quirks exactly: the origin is Python-``round``-ed, and the
+    image: (H, W, 3) uint8; padding_mask: also compute ``Crop.padding_mask`` (else None). Reproduces the official quirks exactly: the origin is Python-``round``-ed, and the
     right/bottom padding is one pixel larger than needed, so a crop touching that edge drops the last column/row.
     """
     x, y, w, h = (float(v) for v in box_xywh)
@@ -54,12 +55,15 @@ def crop_square_xywh(image: np.ndarray, box_xywh, factor: float, output_size: in
     pad_r, pad_b = max(x2 - width + 1, 0), max(y2 - height + 1, 0)
     patch = image[y1 + pad_t:y2 - pad_b, x1 + pad_l:x2 - pad_r]
     padded = cv2.copyMakeBorder(patch, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT)
-    mask = np.ones(padded.shape[:2], dtype=np.float64)
-    mask[pad_t:padded.shape[0] - pad_b, pad_l:padded.shape[1] - pad_r] = 0
     size = (output_size, output_size)
+    mask = None
+    if padding_mask:
+        mask = np.ones(padded.shape[:2], dtype=np.float64)
+        mask[pad_t:padded.shape[0] - pad_b, pad_l:padded.shape[1] - pad_r] = 0
+        mask = cv2.resize(mask, size).astype(bool)
     return Crop(
         image=cv2.resize(padded, size),
-        padding_mask=cv2.resize(mask, size).astype(bool),
+        padding_mask=mask,
         resize_factor=output_size / side,
         center_xy=(cx, cy),
         side=side,

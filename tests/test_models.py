@@ -3,10 +3,12 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from mixformerv2.config import ModelConfig, load_config
+from mixformerv2.crop import crop_square_xywh
 from mixformerv2.golden import check_golden_file
 from mixformerv2.models import (CheckpointError, build_model, init_from_pretrained, load_checkpoint,
                                 remove_layers, save_checkpoint)
@@ -37,6 +39,15 @@ def run_parity_tool(monkeypatch, *args) -> int:
     """tools/parity.py run in this process (its main() parses sys.argv); returns the exit status."""
     monkeypatch.setattr(sys, "argv", ["parity.py", *map(str, args)])
     return runpy.run_path(str(ROOT / "tools" / "parity.py"))["main"]()
+
+
+def test_tracker_crops_without_the_padding_mask_are_the_official_pixels():
+    data = torch.load(GOLDEN / "crops.pt", weights_only=False)
+    image = np.asarray(data["image_rgb"])
+    for case in data["crop_cases"]:
+        crop = crop_square_xywh(image, case["box_xywh"], case["factor"], case["output_size"], padding_mask=False)
+        assert crop.padding_mask is None and np.array_equal(crop.image, case["crop"])
+        assert crop.resize_factor == case["resize_factor"]
 
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.pt")), ids=lambda p: p.stem)

@@ -25,8 +25,9 @@ builds them all and keeps the fastest per frame on this machine, timed when it i
 * ``openvino``: ``fp32`` and ``bf16`` (its inference precision; native bf16 CPUs only); ``int8``: the per-frame
   graph with statically quantised linear layers of the backbone (QDQ graph from ``onnxruntime.quantization``: int8
   weights per output channel, uint8 activations whose ranges are calibrated on tracker crops of synthetic scenes,
-  ``calibration.calibration_feeds``), run on OpenVINO's int8 kernels (AMX-int8 / VNNI); the attention products and
-  the heads stay in float, bf16 where the CPU has it natively, else fp32.
+  ``calibration.calibration_feeds``, or the export's own graph calibrated on a dataset, ``tools/export.py
+  --calibrate``), run on OpenVINO's int8 kernels (AMX-int8 / VNNI); the attention products and the heads stay in
+  float, bf16 where the CPU has it natively, else fp32.
 
 The graphs of the ONNX backends come from an export folder (``tools/export.py``, verified against the model config
 and checkpoint) or are exported when the backend is built.

@@ -71,7 +71,7 @@ def calibration_feeds(model: nn.Module, cfg: ModelConfig, frames=None, count: in
     rng = np.random.default_rng(seed)
 
     def crop(image, box, factor, size):
-        patch = crop_square_xywh(image, box, factor, size).image
+        patch = crop_square_xywh(image, box, factor, size, padding_mask=False).image
         return normalize_image(patch, cfg.image_mean, cfg.image_std).unsqueeze(0)
 
     feeds = []

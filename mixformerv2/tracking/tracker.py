@@ -127,7 +127,7 @@ class MixFormerV2Tracker:
     # ----------------------------------------------------------------------------------------------- helpers
     def _crop(self, image_rgb: np.ndarray, box_xywh, factor: float, size: int) -> tuple[torch.Tensor, Crop]:
         """Square crop around ``box_xywh`` -> ((1, 3, size, size) normalised tensor on ``device``, Crop)."""
-        crop = crop_square_xywh(image_rgb, box_xywh, factor, size)
+        crop = crop_square_xywh(image_rgb, box_xywh, factor, size, padding_mask=False)
         return normalize_image(crop.image, self.image_mean, self.image_std, device=self.device).unsqueeze(0), crop
 
     def _online_input(self) -> torch.Tensor | list[torch.Tensor]:
