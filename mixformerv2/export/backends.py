@@ -273,9 +273,9 @@ def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str
     * CPU: ONNX Runtime int8 (dynamic; int8 products: VNNI/AMX-int8, or AVX2's 16-bit multiply-adds) where
       installed, and OpenVINO int8 (static; its quantiser is ONNX Runtime's) where both are. Which is faster depends
       on the model, the CPU and its load (``build_backend`` times them): on the 2-core AMX machine of the README's
-      table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 4.6-5.7x and B 5.9-7.5x faster than the fp32
-      full forward over the runs, ONNX Runtime int8 (attention in fp32) 4.0-4.6x and 4.0-4.4x. OpenVINO without onnxruntime: OpenVINO
-      bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on the cached path (bf16
+      table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 5.4-5.7x and B 5.9-6.5x faster than the fp32
+      full forward over the runs, ONNX Runtime int8 (attention in fp32) 4.0-4.3x for both. OpenVINO without
+      onnxruntime: OpenVINO bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on the cached path (bf16
       would be emulated).
     """
     installed = installed or is_installed
