@@ -17,7 +17,8 @@ class Crop:
     """A square crop of a frame.
 
     image: (S, S, 3) uint8, same channel order as the frame; padding_mask: (S, S) bool, True where padded (None
-    when not asked for: the tracker does not use it, and it costs more than the image); resize_factor: output_size / crop_side (crop pixels per frame pixel); center_xy: the frame point the crop is
+    when not asked for: the tracker does not use it, and it costs more than the image); resize_factor:
+    output_size / crop_side (crop pixels per frame pixel); center_xy: the frame point the crop is
     centred on (the box centre before the crop origin is rounded); side: crop side in frame pixels.
     """
 
@@ -41,7 +42,8 @@ def crop_square_xywh(image: np.ndarray, box_xywh, factor: float, output_size: in
                      padding_mask: bool = True) -> Crop:
     """Cut the square crop of side ``crop_side(box, factor)`` centred on ``box_xywh`` and resize it.
 
-    image: (H, W, 3) uint8; padding_mask: also compute ``Crop.padding_mask`` (else None). Reproduces the official quirks exactly: the origin is Python-``round``-ed, and the
+    image: (H, W, 3) uint8; padding_mask: also compute ``Crop.padding_mask`` (else None). Reproduces the official
+    quirks exactly: the origin is Python-``round``-ed, and the
     right/bottom padding is one pixel larger than needed, so a crop touching that edge drops the last column/row.
     """
     x, y, w, h = (float(v) for v in box_xywh)

@@ -33,7 +33,8 @@ AMX = CpuInfo("test CPU with AMX", ("avx2", "avx512f", "avx512_bf16", "amx_tile"
 AVX2 = CpuInfo("test CPU, AVX2 only", ("avx2",))
 CPU = torch.device("cpu")
 needs_ort = pytest.mark.skipif(not is_installed("onnxruntime"), reason="onnxruntime is not installed (export extra)")
-needs_ov = pytest.mark.skipif(not is_installed("openvino"), reason="needs openvino (pip install 'mixformerv2[openvino]')")
+needs_ov = pytest.mark.skipif(not is_installed("openvino"),
+                              reason="needs openvino (pip install 'mixformerv2[openvino]')")
 
 
 

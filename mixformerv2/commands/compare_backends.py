@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if not variants:
         raise UserError("--variants: none of them can run on this machine")
     result = compare_backends(cfg, args.checkpoint, sequences, settings_key(cfg, args.dataset, args.split),
-                              variants, device="cpu", export_dir=args.export_dir, repeats=args.repeats, dither=args.dither)
+                              variants, device="cpu", export_dir=args.export_dir, repeats=args.repeats,
+                              dither=args.dither)
     result["cpu"] = cpu_info().describe()
     result["threads"] = torch.get_num_threads()
     table = format_comparison(result) + f"\nCPU: {result['cpu']}; {result['threads']} threads\n"

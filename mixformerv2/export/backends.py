@@ -275,8 +275,8 @@ def auto_candidates(cpu: CpuInfo, device: torch.device, installed: Callable[[str
       on the model, the CPU and its load (``build_backend`` times them): on the 2-core AMX machine of the README's
       table OpenVINO int8 (int8 linear layers, bf16 attention) ran S 5.4-5.7x and B 5.9-6.5x faster than the fp32
       full forward over the runs, ONNX Runtime int8 (attention in fp32) 4.0-4.3x for both. OpenVINO without
-      onnxruntime: OpenVINO bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on the cached path (bf16
-      would be emulated).
+      onnxruntime: OpenVINO bf16 where bf16 is native. Neither: torch bf16 where bf16 is native, else torch fp32 on
+      the cached path (bf16 would be emulated).
     """
     installed = installed or is_installed
     if device.type == "cuda":

@@ -52,7 +52,7 @@ DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on boxes and scores (float32)
 MANIFEST = "manifest.json"
 ENCODER, STEP = "template_encoder", "search_step"
-INT8_STEP = "search_step_int8"  # optional: the step graph quantised for OpenVINO int8 (``calibration.calibrate_export``)
+INT8_STEP = "search_step_int8"  # optional: the step graph quantised for OpenVINO int8 (calibration.calibrate_export)
 _ONLINE_TEMPLATES = 1
 
 

@@ -106,8 +106,8 @@ def compare_backends(cfg: Config, checkpoint: str | Path | None, sequences: Iter
 
     Returns ``{"dataset", "sequences", "frames", "reference", "repeats", "dither", "variants":
     {"<backend>_<precision>": {"backend", "precision", "requested", "auc", "auc_delta", "mean_iou_to_reference",
-    "lowest_sequence_iou", "tracker_ms_p50"}}}`` (and ``"calibration"`` for a statically quantised one); AUC in percent (points), ``auc_delta`` = variant - reference,
-    agreement and time of the undisturbed run. With ``repeats`` R > 0 each variant also has ``auc_dithered`` (the R
+    "lowest_sequence_iou", "tracker_ms_p50"}}}`` (and ``"calibration"`` for a statically quantised one);
+    AUC in percent (points), ``auc_delta`` = variant - reference, agreement and time of the undisturbed run. With ``repeats`` R > 0 each variant also has ``auc_dithered`` (the R
     AUCs with search-crop noise ``dither``, see the module doc), ``auc_mean``, ``auc_sd``, ``auc_mean_delta`` (its
     mean - the reference's) and ``auc_mean_delta_se`` (the standard error of that difference). A variant that
     resolves to one already tracked (``auto``) is not tracked again; ``requested`` lists the variants that resolved
