@@ -275,7 +275,8 @@ def test_calibration_feeds_are_tracker_crops_of_synthetic_scenes(tiny_model):
 
 def test_calibration_pairs_are_spread_over_the_sequences_and_skip_frames_without_a_box(synthetic):
     sequences = synthetic["sequences"]
-    blank = replace(sequences[1], gt_xywh=np.full_like(sequences[1].gt_xywh, np.nan))  # no valid box at all
+    blank = replace(sequences[1], gt_xywh=np.full_like(sequences[1].gt_xywh, np.nan),
+                    visible=np.zeros(len(sequences[1]), bool))  # no valid box at all
     late = replace(sequences[0], visible=np.arange(len(sequences[0])) >= 5)  # frames 0-4 out of view
     chosen = [late, blank, *sequences[2:]]
     pairs = sequence_frame_pairs(chosen, count=2 * len(chosen), gap=3, seed=1)

@@ -11,7 +11,6 @@ you evaluate on) and stores the quantised graph in an export folder, where OpenV
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import nn
 from ..config.schema import ModelConfig, TestConfig
 from ..crop import crop_square_xywh
 from ..imaging import normalize_image
-from ..utils.io import atomic_write_bytes, atomic_write_text, sha256_file
+from ..utils.io import atomic_write_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +88,11 @@ def calibration_feeds(model: nn.Module, cfg: ModelConfig, frames=None, count: in
 FramePair = tuple[np.ndarray, list[float], np.ndarray, list[float]]
 
 
-def _valid_frames(sequence) -> np.ndarray:
-    """Indices of the frames of a ``data.sequence.Sequence`` with a usable box: visible, finite, positive size."""
-    boxes = np.asarray(sequence.gt_xywh, dtype=np.float64)
-    ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & np.asarray(sequence.visible, bool)
-    return np.flatnonzero(ok)
-
-
 def sequence_frame_pairs(sequences, count: int = 24, gap: int = 20, seed: int = CALIBRATION_SEED
                          ) -> list[FramePair]:
     """Up to ``count`` (template frame, its box, search frame, its box) pairs (frames RGB uint8, boxes xywh in
     pixels) from dataset sequences, spread evenly over them: in each, a seeded frame with a valid box and the valid
-    frame nearest to ``gap`` frames later.
+    frame nearest to ``gap`` frames later (valid: ``Sequence.visible``).
 
     sequences: ``data.sequence.Sequence`` objects, as a list or a dataset reader (``len`` and ``[i]``: only the
     sequences picked are loaded). Sequences without a valid box give no pair (``ValueError`` when none gives one);
@@ -114,7 +106,7 @@ def sequence_frame_pairs(sequences, count: int = 24, gap: int = 20, seed: int = 
     for pick in picks.tolist():
         if pick not in loaded:
             sequence = sequences[pick]
-            loaded[pick] = sequence, _valid_frames(sequence)
+            loaded[pick] = sequence, np.flatnonzero(sequence.visible)  # annotated, positive size, in view
         sequence, valid = loaded[pick]
         if not len(valid):
             continue
@@ -134,7 +126,7 @@ def calibrate_export(export_dir: str | Path, model: nn.Module, cfg: ModelConfig,
     ``INT8_STEP`` with its calibration (``source``: where the frames come from, in words; pair count; the crop
     factors of ``settings``). model: the fp32 network the folder was exported from (verified against ``cfg`` and
     ``checkpoint_sha256`` where given). Returns the manifest."""
-    from .onnx import INT8_STEP, MANIFEST, STEP, graph_path, read_export
+    from .onnx import INT8_STEP, STEP, graph_path, read_export, write_manifest
     from .quantize import quantize_static_int8
 
     export_dir = Path(export_dir)
@@ -152,6 +144,6 @@ def calibrate_export(export_dir: str | Path, model: nn.Module, cfg: ModelConfig,
                         "activations", "runtime": "openvino",
         "calibration": {"source": source, "pairs": len(feeds), "template_factor": settings.template_factor,
                         "search_factor": settings.search_factor}}
-    atomic_write_text(export_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(export_dir, manifest)
     logger.info("%s: int8 step graph calibrated on %s (%d frame pairs)", out, source, len(feeds))
     return manifest

@@ -228,8 +228,13 @@ def export_onnx(model: nn.Module, cfg: ModelConfig, out_dir: str | Path, checkpo
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     manifest["parity"] = check_parity(model, out_dir, manifest, tolerance)
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out_dir, manifest)
     return manifest
+
+
+def write_manifest(export_dir: str | Path, manifest: dict) -> None:
+    """Write ``manifest`` as the folder's ``manifest.json`` (atomically: a reader sees the old one or the new)."""
+    atomic_write_text(Path(export_dir) / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 # -------------------------------------------------------------------------------------------- reading back
